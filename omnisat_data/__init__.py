@@ -1,0 +1,1 @@
+"""Build, serve and check tri-modal Earth-observation datasets."""

@@ -1,0 +1,170 @@
+"""A Range-capable HTTP file server with request and byte counters.
+
+COGs are read through GDAL's /vsicurl exactly as from a cloud bucket; the counters let tests and
+benchmarks measure read amplification. (Python's http.server has no Range support: GDAL refuses it.)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    bytes_sent: int = 0
+    per_path: dict[str, list[int]] = field(default_factory=dict)  # path -> [requests, bytes]
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, path: str, nbytes: int) -> None:
+        with self.lock:
+            self.requests += 1
+            self.bytes_sent += nbytes
+            entry = self.per_path.setdefault(path, [0, 0])
+            entry[0] += 1
+            entry[1] += nbytes
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests, self.bytes_sent = 0, 0
+            self.per_path.clear()
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def _handler(root: Path, counters: Counters):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet: tests and builds make thousands of requests
+            pass
+
+        def _resolve(self) -> Path | None:
+            rel = unquote(urlparse(self.path).path).lstrip("/")
+            target = (root / rel).resolve()
+            if root not in target.parents and target != root:
+                return None  # never serve outside the root
+            return target if target.is_file() else None
+
+        def do_HEAD(self):
+            self._serve(body=False)
+
+        def do_GET(self):
+            self._serve(body=True)
+
+        def _serve(self, body: bool):
+            target = self._resolve()
+            if target is None:
+                self.send_error(404, "not found")
+                return
+            size = target.stat().st_size
+            header = self.headers.get("Range")
+            start, end, status = 0, size - 1, 200
+            if header:
+                m = _RANGE.match(header.strip())
+                if not m or (not m.group(1) and not m.group(2)):
+                    self.send_error(416, "unsupported range")
+                    return
+                if m.group(1):
+                    start = int(m.group(1))
+                    end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+                else:  # suffix range: the last n bytes
+                    start = max(size - int(m.group(2)), 0)
+                if start >= size or start > end:
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{size}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                status = 206
+            length = end - start + 1
+            self.send_response(status)
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Type", "application/json" if target.suffix == ".json" else "image/tiff")
+            self.send_header("Content-Length", str(length))
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.end_headers()
+            if body:
+                with open(target, "rb") as f:
+                    f.seek(start)
+                    self.wfile.write(f.read(length))
+                counters.add(str(target.relative_to(root)), length)
+
+    return Handler
+
+
+class AssetServer:
+    """Serve `root` over HTTP on 127.0.0.1 from a background thread; use as a context manager."""
+
+    def __init__(self, root: Path, port: int = 0, host: str = "127.0.0.1"):
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{root}: folder to serve does not exist")
+        if port and not port_is_free(host, port):
+            raise PortInUse(f"port {port} is already in use on {host}")
+        self.counters = Counters()
+        self._server = ThreadingHTTPServer((host, port), _handler(self.root, self.counters))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="asset-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> AssetServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> AssetServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def gdal_http_env() -> dict[str, str]:
+    """GDAL settings for reading COGs over HTTP (the cloud defaults odc-stac and stackstac use)."""
+    return {
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF",
+        "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+        "GDAL_HTTP_MULTIRANGE": "YES",
+        "GDAL_HTTP_MAX_RETRY": "5",
+        "GDAL_HTTP_RETRY_DELAY": "0.5",
+        "VSI_CACHE": "TRUE",
+    }
+
+
+__all__ = ["AssetServer", "Counters", "PortInUse", "free_port", "port_is_free", "gdal_http_env", "os"]
