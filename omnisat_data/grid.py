@@ -74,7 +74,7 @@ class Grid:
 
     def window(self, row_off: int, col_off: int, height: int, width: int) -> Grid:
         """The sub-grid starting at pixel (row_off, col_off)."""
-        return Grid(self.crs, self.transform * Affine.translation(col_off, row_off), (height, width))
+        return Grid(self.crs, self.transform @ Affine.translation(col_off, row_off), (height, width))
 
     def to_dict(self) -> dict:
         t = self.transform

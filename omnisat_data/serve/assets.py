@@ -6,7 +6,6 @@ benchmarks measure read amplification. (Python's http.server has no Range suppor
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import threading
@@ -40,7 +39,9 @@ class Counters:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """True when nothing listens on (host, port); connections in TIME_WAIT do not count."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -155,7 +156,11 @@ class AssetServer:
 
 
 def gdal_http_env() -> dict[str, str]:
-    """GDAL settings for reading COGs over HTTP (the cloud defaults odc-stac and stackstac use)."""
+    """GDAL settings for reading COGs over HTTP (the cloud defaults odc-stac and stackstac use).
+
+    EMPTY_DIR also matters for correctness here: without it GDAL lists the parent "directory" on open,
+    and with the asset server in the reader's own process that listing can block (GIL) and hang.
+    """
     return {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
         "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF",
@@ -167,4 +172,3 @@ def gdal_http_env() -> dict[str, str]:
     }
 
 
-__all__ = ["AssetServer", "Counters", "PortInUse", "free_port", "port_is_free", "gdal_http_env", "os"]

@@ -81,7 +81,7 @@ def write_treesatai(root: Path, field: Field, tiles: list[TreeSatTile], labels: 
     for tile in tiles:
         data, sheet_grid = sheets_data[tile.sheet]
         inv = ~sheet_grid.transform
-        col, row = inv * (tile.grid.transform.c, tile.grid.transform.f)
+        col, row = inv @ (tile.grid.transform.c, tile.grid.transform.f)
         col, row = int(round(col)), int(round(row))
         patch = data[:, row : row + 304, col : col + 304]
         noisy = Grid(tile.grid.crs, Affine(AERIAL_PIXEL[0], 0, tile.grid.transform.c, 0, AERIAL_PIXEL[1],

@@ -13,7 +13,7 @@ import datetime as dt
 import numpy as np
 import pystac
 from pyproj import Transformer
-from shapely.geometry import Polygon, box, mapping
+from shapely.geometry import Polygon, mapping
 
 from ..grid import Grid
 from .legend import S2_BANDS, S2_RESOLUTION
@@ -58,6 +58,8 @@ def _item(item_id: str, geometry: Polygon, when: dt.datetime, collection: str, p
     props = {"proj:epsg": _epsg(crs), "proj:code": crs, **properties}
     item = pystac.Item(id=item_id, geometry=mapping(geometry), bbox=list(geometry.bounds), datetime=when,
                        properties=props, collection=collection)
+    # STAC requires a "collection" link when the field is set; relative to stac/items.ndjson.
+    item.add_link(pystac.Link("collection", f"./collections/{collection}.json", media_type="application/json"))
     item.stac_extensions = [
         "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
         "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
@@ -159,7 +161,3 @@ def collection(collection_id: str, description: str, items: list[pystac.Item]) -
     coll.extra_fields["item_assets"] = {k: {"type": a.media_type, "roles": a.roles, "title": a.title}
                                         for k, a in items[0].assets.items()}
     return coll
-
-
-def box_lonlat(grid: Grid) -> Polygon:
-    return footprint_lonlat(grid, box(*grid.bounds))

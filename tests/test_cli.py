@@ -1,0 +1,42 @@
+"""Every command answers --help; the main job's demo path works on a small world."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = [["--help"], ["world", "--help"], ["world", "make", "--help"], ["stac", "--help"],
+            ["stac", "serve", "--help"], ["stac", "search", "--help"], ["demo", "--help"]]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a))
+def test_data_cli_help(args):
+    r = subprocess.run([sys.executable, "-m", "cli.data", *args], capture_output=True, text=True)
+    assert r.returncode == 0 and "Usage" in r.stdout
+
+
+def test_model_cli_help():
+    r = subprocess.run([sys.executable, "-c", "from cli.model import app; app()", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "Usage" in r.stdout
+
+
+def test_search_command_on_the_embedded_catalog(world):
+    r = subprocess.run([sys.executable, "-m", "cli.data", "stac", "search", str(world / "stac" / "items.ndjson"),
+                        "--collection", "sentinel-1-rtc", "--orbit-state", "ascending", "--limit", "1000"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0
+    ids = [line.split("\t")[0] for line in r.stdout.splitlines()]
+    assert ids and all(i.startswith("S1A_IW_GRDH_1SDV_") for i in ids)
+    import json
+
+    truth = json.loads((world / "truth.json").read_text())
+    assert set(ids) == {k for k, v in truth["s1"].items() if v["direction"] == "ascending"}
+
+
+def test_world_make_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "something").write_text("x")
+    r = subprocess.run([sys.executable, "-m", "cli.data", "world", "make", str(tmp_path), "--preset", "tiny"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "is not empty" in r.stderr

@@ -1,0 +1,102 @@
+"""Servers start, answer, refuse bad input with one clear line, and leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from omnisat_data.serve.assets import AssetServer, PortInUse, port_is_free
+from omnisat_data.serve.pgstac import PgStacServer, ServerError, find_pg_bin
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "cli.data", *args], capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_range_requests(tmp_path):
+    (tmp_path / "f.bin").write_bytes(bytes(range(256)) * 4)
+    with AssetServer(tmp_path) as server:
+        req = urllib.request.Request(f"{server.url}/f.bin", headers={"Range": "bytes=10-19"})
+        with urllib.request.urlopen(req) as r:
+            assert r.status == 206 and r.read() == bytes(range(10, 20))
+            assert r.headers["Content-Range"] == "bytes 10-19/1024"
+        req = urllib.request.Request(f"{server.url}/f.bin", headers={"Range": "bytes=-4"})
+        with urllib.request.urlopen(req) as r:
+            assert r.read() == bytes(range(252, 256))
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"{server.url}/../../etc/passwd")
+        assert server.counters.requests == 2 and server.counters.bytes_sent == 14
+
+
+def test_port_already_used_is_refused(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(PortInUse, match=f"port {port} is already in use"):
+            AssetServer(tmp_path, port=port)
+        with pytest.raises(PortInUse, match=f"port {port} is already in use"):
+            PgStacServer([], [], port=port)
+        r = _cli("stac", "serve", str(tmp_path), "--port", str(port))
+        assert r.returncode == 2
+
+
+def test_postgresql_missing_is_one_clear_line(tmp_path, world):
+    with pytest.raises(ServerError, match="PostgreSQL is not installed"):
+        find_pg_bin(str(tmp_path))
+    r = _cli("stac", "serve", str(world), "--pg-bin", str(tmp_path))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PostgreSQL is not installed" in lines[0]
+
+
+def test_missing_world_is_one_clear_line(tmp_path):
+    for args in (("stac", "serve", str(tmp_path / "nope")), ("demo", str(tmp_path / "x", ) + "/../nope-file/x")):
+        pass
+    r = _cli("stac", "serve", str(tmp_path / "nope"))
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "world folder not found" in r.stderr
+    r = _cli("world", "make", str(tmp_path), "--preset", "huge")
+    assert r.returncode == 2 and "unknown world preset" in r.stderr
+
+
+def test_stac_serve_command_serves_and_stops_cleanly(world):
+    proc = subprocess.Popen([sys.executable, "-m", "cli.data", "stac", "serve", str(world)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        urls = json.loads(proc.stdout.readline())
+        with urllib.request.urlopen(urls["stac_api"] + "/collections") as r:
+            ids = {c["id"] for c in json.load(r)["collections"]}
+        assert ids == {"sentinel-2-l2a", "sentinel-1-rtc", "aerial-cir-20cm", "spot-rgb-1m"}
+        api_port = int(urls["stac_api"].rsplit(":", 1)[1])
+        asset_port = int(urls["assets"].rsplit(":", 1)[1])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (port_is_free("127.0.0.1", api_port) and port_is_free("127.0.0.1", asset_port)):
+        time.sleep(0.2)
+    assert port_is_free("127.0.0.1", api_port) and port_is_free("127.0.0.1", asset_port)
+    leftover = subprocess.run(["pgrep", "-f", f"--port {api_port}"], capture_output=True, text=True).stdout.split()
+    assert leftover == []
+
+
+def test_failed_start_leaves_nothing_behind(world, tmp_path):
+    """A server whose items cannot load stops its database and removes its folder."""
+    bad = tmp_path / "items.ndjson"
+    bad.write_text('{"type": "Feature", "id": "x", "collection": "no-such-collection"}\n')
+    collections = sorted((world / "stac" / "collections").glob("*.json"))
+    server = PgStacServer(collections, [bad])
+    with pytest.raises(Exception):
+        server.start()
+    assert not server.workdir.exists()
+    assert port_is_free("127.0.0.1", server.db_port)
+    assert os.path.exists("/proc")  # sanity: the check above ran on Linux
