@@ -169,14 +169,14 @@ def demo(
         plans = plan_searches(world / "sources" / "treesatai", catalog)
     except _known_errors() as exc:
         fail(str(exc))
-    out = Console()
+    out = Console(width=120)
     out.print(f"[bold]Demo world[/] {world} ({summary['seconds']['total']:.1f} s to generate): "
               + ", ".join(f"{v} {k}" for k, v in summary["counts"].items()))
     table = Table(title="TreeSatAI-TS build plan: one search per group of neighbouring tiles and year")
-    for col in ("year", "tiles", "bbox (WGS84)", "S2 items", "S2 assets", "S2 MB", "S1 items", "S1 assets", "S1 MB"):
-        table.add_column(col, justify="right")
+    for col in ("year", "tiles", "centre lon, lat", "S2 items", "S2 assets", "S2 MB", "S1 items", "S1 assets", "S1 MB"):
+        table.add_column(col, justify="right", no_wrap=True)
     for p in plans:
-        table.add_row(str(p.year), str(p.tiles), ", ".join(f"{v:.4f}" for v in p.bbox),
+        table.add_row(str(p.year), str(p.tiles), f"{(p.bbox[0] + p.bbox[2]) / 2:.4f}, {(p.bbox[1] + p.bbox[3]) / 2:.4f}",
                       str(p.items["s2"]), str(p.assets["s2"]), f"{p.bytes['s2'] / 1e6:.1f}",
                       str(p.items["s1"]), str(p.assets["s1"]), f"{p.bytes['s1'] / 1e6:.1f}")
     out.print(table)

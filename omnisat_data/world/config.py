@@ -45,7 +45,7 @@ class WorldConfig:
     s1_orbits: tuple[tuple[int, str, str], ...] = ((117, "ascending", "17:08:41"), (66, "descending", "05:41:12"))
     s1_revisit_days: int = 12
     s1_duplicate_every: int = 5  # every n-th descending pass is delivered as two overlapping slices
-    s1_margin: float = 200.0
+    s1_margin: float = 60.0
     # Aerial (TreeSatAI-like): square sheets of 0.2 m CIR imagery in the forest strip
     aerial_sheets: int = 3
     aerial_sheet_size: float = 300.0
