@@ -192,3 +192,19 @@ def test_pastis_source_tree(world, plan):
         ring = np.array(f["geometry"]["coordinates"][0][0])
         side = np.hypot(*(ring[1] - ring[0]))
         assert 1270 < side < 1290  # a 1280 m UTM square seen in Lambert-93
+
+
+def test_earth_search_style_items(plan):
+    """Earth Search asset keys, with the -1000 DN offset expressed as raster:bands offset, not pre-applied."""
+    from omnisat_data.world import stac
+
+    for scene in (next(s for s in plan.s2 if s.offset_applied), next(s for s in plan.s2 if not s.offset_applied)):
+        item = stac.s2_item(scene, 12.5, plan.cfg.aoi_top, style="earth-search").to_dict()
+        assert {"blue", "red", "nir", "nir08", "swir16", "swir22", "scl"} <= set(item["assets"])
+        assert "B04" not in item["assets"]
+        assert item["properties"]["earthsearch:boa_offset_applied"] is False
+        red = item["assets"]["red"]
+        assert red["href"].endswith(f"/{scene.item_id}/B04.tif")
+        assert red["raster:bands"][0]["scale"] == 0.0001
+        assert red["raster:bands"][0]["offset"] == (-0.1 if scene.offset_applied else 0.0)
+        assert item["id"].endswith(f"_{scene.datetime:%Y%m%d}_0_L2A")
