@@ -59,8 +59,6 @@ def test_postgresql_missing_is_one_clear_line(tmp_path, world):
 
 
 def test_missing_world_is_one_clear_line(tmp_path):
-    for args in (("stac", "serve", str(tmp_path / "nope")), ("demo", str(tmp_path / "x", ) + "/../nope-file/x")):
-        pass
     r = _cli("stac", "serve", str(tmp_path / "nope"))
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "world folder not found" in r.stderr
