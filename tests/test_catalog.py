@@ -64,13 +64,12 @@ def test_embedded_catalog_answers_like_the_api(servers, world, query):
         assert sorted(embedded) == sorted(api)
 
 
-def test_item_file_formats_agree(world, tmp_path):
+def test_item_file_formats_agree(world):
     import pyarrow.parquet as pq
     import stac_geoparquet
 
     ndjson = world / "stac" / "items.ndjson"
     dicts = [json.loads(line) for line in ndjson.read_text().splitlines()]
-    collection_file = tmp_path / "items.json"
     # Relative hrefs are relative to the item file: keep the same folder depth.
     collection_file = world / "stac" / "copy-itemcollection.json"
     collection_file.write_text(json.dumps({"type": "FeatureCollection", "features": dicts}))

@@ -109,7 +109,7 @@ class PgStacServer:
         if r.returncode:
             raise ServerError(f"PostgreSQL did not start (see {self.workdir / 'server.log'})")
         self._pg_started = True
-        r = self._as_postgres([str(self.pg_bin.parent / "bin" / "psql") if (self.pg_bin / "psql").exists() else "psql",
+        r = self._as_postgres([str(self.pg_bin / "psql") if (self.pg_bin / "psql").exists() else "psql",
                                "-h", "127.0.0.1", "-p", str(self.db_port), "-U", "postgres", "-c",
                                "create database postgis"])
         if r.returncode:

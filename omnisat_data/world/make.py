@@ -24,7 +24,6 @@ import numpy as np
 import rasterio
 
 from ..cog import write_cog
-from ..grid import Grid
 from .config import WorldConfig
 from .field import Field
 from .legend import S2_BANDS, S2_RESOLUTION
@@ -202,7 +201,3 @@ def make_world(root: Path, cfg: WorldConfig, workers: int | None = None, style: 
 def _config_dict(cfg: WorldConfig) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
-
-def grid_of(path: Path) -> Grid:
-    with rasterio.open(path) as ds:
-        return Grid(ds.crs.to_string(), ds.transform, (ds.height, ds.width))
