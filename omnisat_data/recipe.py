@@ -1,0 +1,153 @@
+"""Build recipes: where each modality comes from and how it is put on the tile grid (TOML, validated).
+
+A recipe names, per modality, the catalog (a STAC API URL or a local item file), the collection,
+the asset keys in output band order, the resolution, the resampling, and optional CQL2 filters.
+`load_recipe` checks every field and raises `RecipeError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESAMPLINGS = ("nearest", "bilinear", "cubic", "average")
+SIGNING = ("auto", "always", "never")
+MASK_SOURCES = ("probability", "scl", "none")
+
+
+class RecipeError(ValueError):
+    """A recipe field is missing or wrong; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class SourceRecipe:
+    """One modality's source."""
+
+    catalog: str  # STAC API URL (http/https) or item file (.ndjson, .json, .parquet), relative to the recipe
+    collection: str
+    assets: tuple[str, ...]  # output band order, in canonical keys (catalog aliases are resolved on read)
+    resolution: float  # metres per output pixel of this modality
+    resampling: str = "bilinear"
+    filter: dict[str, Any] | None = None  # CQL2-JSON, e.g. {"op": "<=", "args": [{"property": "eo:cloud_cover"}, 80]}
+    sign: str = "auto"  # Planetary Computer SAS signing of hrefs: when the host needs it, always, never
+    # Sentinel-2 only
+    masks: tuple[str, ...] = ()  # snow and cloud probability assets, in that order
+    mask_source: str = "probability"  # "scl": derive both from the scene classification (catalogs without them)
+    mask_resampling: str = "bilinear"
+    harmonize: bool = True  # subtract 1000 DN from baseline >= 04.00 scenes, unless the catalog already did
+
+
+@dataclass(frozen=True)
+class Recipe:
+    format: str  # "treesatai-ts" | "pastis-hd"
+    s2: SourceRecipe
+    s1: SourceRecipe
+    vhr: SourceRecipe | None = None
+    first_year: int = 2017  # TreeSatAI-TS: the series covers the aerial year, or this year if earlier
+    group_size_m: float = 5000.0  # tiles within one cell of this size share one search
+    path: Path | None = field(default=None, compare=False)
+
+    def time_window(self, year: int) -> str:
+        """One calendar year: the VHR year, or `first_year` if earlier."""
+        y = max(int(year), self.first_year)
+        return f"{y}-01-01T00:00:00Z/{y}-12-31T23:59:59Z"
+
+    def with_catalog(self, catalog: str) -> Recipe:
+        """Every modality from one catalog (the CLI's --catalog)."""
+        replace = dataclasses.replace
+        return replace(self, s2=replace(self.s2, catalog=catalog), s1=replace(self.s1, catalog=catalog),
+                       vhr=self.vhr and replace(self.vhr, catalog=catalog))
+
+
+def _source(where: str, table: Any, base: Path | None) -> SourceRecipe:
+    if not isinstance(table, dict):
+        raise RecipeError(f"{where}: must be a table")
+    names = {f.name for f in dataclasses.fields(SourceRecipe)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise RecipeError(f"{where}.{unknown[0]}: unknown field (known: {', '.join(sorted(names))})")
+    for required in ("catalog", "collection", "assets", "resolution"):
+        if required not in table:
+            raise RecipeError(f"{where}.{required}: missing")
+
+    def text(key: str, choices: tuple[str, ...] | None = None) -> str:
+        value = table[key]
+        if not isinstance(value, str) or not value:
+            raise RecipeError(f"{where}.{key}: expected a non-empty string, got {value!r}")
+        if choices and value not in choices:
+            raise RecipeError(f"{where}.{key}: {value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def keys(key: str) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise RecipeError(f"{where}.{key}: expected a list of asset keys, got {value!r}")
+        if len(set(value)) != len(value):
+            raise RecipeError(f"{where}.{key}: repeated asset keys {value}")
+        return tuple(value)
+
+    values: dict[str, Any] = {"collection": text("collection"), "assets": keys("assets")}
+    if not values["assets"]:
+        raise RecipeError(f"{where}.assets: empty")
+    catalog = text("catalog")
+    if not catalog.startswith(("http://", "https://")) and base is not None and not Path(catalog).is_absolute():
+        catalog = str((base / catalog).resolve())
+    values["catalog"] = catalog
+    resolution = table["resolution"]
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) or resolution <= 0:
+        raise RecipeError(f"{where}.resolution: expected a positive number of metres, got {resolution!r}")
+    values["resolution"] = float(resolution)
+    for key, choices in (("resampling", RESAMPLINGS), ("mask_resampling", RESAMPLINGS), ("sign", SIGNING),
+                         ("mask_source", MASK_SOURCES)):
+        if key in table:
+            values[key] = text(key, choices)
+    if "masks" in table:
+        values["masks"] = keys("masks")
+    if "filter" in table:
+        if not isinstance(table["filter"], dict) or "op" not in table["filter"]:
+            raise RecipeError(f"{where}.filter: expected a CQL2-JSON object with an 'op'")
+        values["filter"] = table["filter"]
+    if "harmonize" in table:
+        if not isinstance(table["harmonize"], bool):
+            raise RecipeError(f"{where}.harmonize: expected true or false")
+        values["harmonize"] = table["harmonize"]
+    return SourceRecipe(**values)
+
+
+def parse_recipe(data: dict[str, Any], where: str = "recipe", base: Path | None = None) -> Recipe:
+    known = {"format", "first_year", "group_size_m", "s2", "s1", "vhr"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise RecipeError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    fmt = data.get("format")
+    if fmt not in ("treesatai-ts", "pastis-hd"):
+        raise RecipeError(f"{where}: format: {fmt!r} is not one of treesatai-ts, pastis-hd")
+    for section in ("s2", "s1"):
+        if section not in data:
+            raise RecipeError(f"{where}: [{section}] missing")
+    first_year = data.get("first_year", 2017)
+    if isinstance(first_year, bool) or not isinstance(first_year, int):
+        raise RecipeError(f"{where}: first_year: expected a year, got {first_year!r}")
+    group = data.get("group_size_m", 5000.0)
+    if isinstance(group, bool) or not isinstance(group, (int, float)) or group <= 0:
+        raise RecipeError(f"{where}: group_size_m: expected a positive number, got {group!r}")
+    s2 = _source(f"{where}: [s2]", data["s2"], base)
+    s1 = _source(f"{where}: [s1]", data["s1"], base)
+    vhr = _source(f"{where}: [vhr]", data["vhr"], base) if "vhr" in data else None
+    if s2.mask_source == "probability" and len(s2.masks) not in (0, 2):
+        raise RecipeError(f"{where}: [s2].masks: expected the snow and cloud probability assets (2), got {list(s2.masks)}")
+    return Recipe(format=fmt, s2=s2, s1=s1, vhr=vhr, first_year=first_year, group_size_m=float(group), path=None)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe") from None
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError(f"{path}: not valid TOML ({error})") from None
+    return dataclasses.replace(parse_recipe(data, str(path), path.parent.resolve()), path=path)

@@ -1,0 +1,65 @@
+"""Recipes: the shipped ones load; every wrong field is refused with its name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from omnisat_data.recipe import RecipeError, load_recipe
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def test_shipped_recipes_load():
+    pc = load_recipe(RECIPES / "treesatai-ts.toml")
+    assert pc.s2.catalog == "https://planetarycomputer.microsoft.com/api/stac/v1"
+    assert pc.s2.assets == ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+    assert pc.s1.collection == "sentinel-1-rtc" and pc.s2.mask_source == "scl"
+    demo = load_recipe(RECIPES / "demo.toml")
+    assert demo.s2.catalog == str((RECIPES.parent / "demo" / "world" / "stac" / "items.ndjson").resolve())
+    assert demo.s2.masks == ("SNW", "CLD")
+    assert demo.time_window(2015) == "2017-01-01T00:00:00Z/2017-12-31T23:59:59Z"
+    assert demo.time_window(2020) == "2020-01-01T00:00:00Z/2020-12-31T23:59:59Z"
+    assert demo.with_catalog("http://127.0.0.1:9").s1.catalog == "http://127.0.0.1:9"
+
+
+BASE = """format = "treesatai-ts"
+[s2]
+catalog = "items.ndjson"
+collection = "sentinel-2-l2a"
+assets = ["B02", "B03"]
+resolution = 10
+[s1]
+catalog = "items.ndjson"
+collection = "sentinel-1-rtc"
+assets = ["vv", "vh"]
+resolution = 10
+"""
+
+
+@pytest.mark.parametrize("change, message", [
+    (('resolution = 10\n[s1]', 'resolution = -1\n[s1]'), r"\[s2\]\.resolution: expected a positive number"),
+    (('assets = ["vv", "vh"]', 'assets = ["vv", "vv"]'), r"\[s1\]\.assets: repeated"),
+    (('collection = "sentinel-2-l2a"', 'collection = "sentinel-2-l2a"\nresampling = "lanczos"'),
+     r"\[s2\]\.resampling: 'lanczos' is not one of"),
+    (('collection = "sentinel-1-rtc"', 'collection = "sentinel-1-rtc"\nbands = 3'), r"\[s1\]\.bands: unknown field"),
+    (('format = "treesatai-ts"', 'format = "flair"'), r"format: 'flair' is not one of"),
+    (('collection = "sentinel-2-l2a"\n', ''), r"\[s2\]\.collection: missing"),
+    (('collection = "sentinel-2-l2a"', 'collection = "sentinel-2-l2a"\nmasks = ["CLD"]'), r"\[s2\]\.masks: expected the snow"),
+    (('format = "treesatai-ts"', 'format = "treesatai-ts"\nfirst_year = "2017"'), r"first_year: expected a year"),
+])
+def test_wrong_fields_are_named(tmp_path, change, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(BASE.replace(*change, 1))
+    with pytest.raises(RecipeError, match=message) as error:
+        load_recipe(path)
+    assert str(path) in str(error.value)
+
+
+def test_unreadable_recipes(tmp_path):
+    with pytest.raises(RecipeError, match="no such recipe"):
+        load_recipe(tmp_path / "missing.toml")
+    (tmp_path / "broken.toml").write_text("format = ")
+    with pytest.raises(RecipeError, match="not valid TOML"):
+        load_recipe(tmp_path / "broken.toml")
