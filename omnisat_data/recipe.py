@@ -18,6 +18,17 @@ SIGNING = ("auto", "always", "never")
 MASK_SOURCES = ("probability", "scl", "none")
 
 
+def series_year(year: int, first_year: int = 2017) -> int:
+    """TreeSatAI-TS rule: the series covers the VHR year, or `first_year` if earlier."""
+    return max(int(year), first_year)
+
+
+def time_window(year: int, first_year: int = 2017) -> str:
+    """One calendar year (see `series_year`) as a STAC datetime interval."""
+    y = series_year(year, first_year)
+    return f"{y}-01-01T00:00:00Z/{y}-12-31T23:59:59Z"
+
+
 class RecipeError(ValueError):
     """A recipe field is missing or wrong; the message names the file and the field."""
 
@@ -51,9 +62,7 @@ class Recipe:
     path: Path | None = field(default=None, compare=False)
 
     def time_window(self, year: int) -> str:
-        """One calendar year: the VHR year, or `first_year` if earlier."""
-        y = max(int(year), self.first_year)
-        return f"{y}-01-01T00:00:00Z/{y}-12-31T23:59:59Z"
+        return time_window(year, self.first_year)
 
     def with_catalog(self, catalog: str) -> Recipe:
         """Every modality from one catalog (the CLI's --catalog)."""

@@ -16,6 +16,7 @@ import numpy as np
 from pyproj import Transformer
 
 from .catalog.search import Catalog, Search
+from .recipe import series_year, time_window
 
 GROUP_SIZE_M = 5000.0  # tiles within one 5 km cell share a search
 S2_ASSETS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12", "SCL", "CLD", "SNW")
@@ -38,12 +39,6 @@ class GroupPlan:
     items: dict[str, int]  # modality -> items found
     assets: dict[str, int]
     bytes: dict[str, int]
-
-
-def time_window(year: int) -> str:
-    """TreeSatAI-TS rule: one calendar year, the aerial year or 2017 if earlier."""
-    y = max(int(year), 2017)
-    return f"{y}-01-01T00:00:00Z/{y}-12-31T23:59:59Z"
 
 
 def read_footprints(source: Path) -> list[TileRecord]:
@@ -70,7 +65,7 @@ def group_tiles(tiles: list[TileRecord]) -> dict[tuple[int, int, int], list[Tile
     groups: dict = defaultdict(list)
     for t in tiles:
         cx, cy = int(t.bounds[0] // GROUP_SIZE_M), int(t.bounds[1] // GROUP_SIZE_M)
-        groups[(max(t.year, 2017), cx, cy)].append(t)
+        groups[(series_year(t.year), cx, cy)].append(t)
     return dict(sorted(groups.items()))
 
 

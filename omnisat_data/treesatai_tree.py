@@ -16,6 +16,7 @@ import rasterio
 
 from .grid import Grid
 from .paths import safe_component
+from .search_plan import read_footprints
 from .tile import Tile, centred_grid
 
 LABELS = Path("labels") / "TreeSatBA_v9_60m_multi_labels.json"
@@ -46,20 +47,13 @@ def aerial_folder(root: Path) -> Path:
 
 def read_years(root: Path) -> dict[str, int]:
     """IMG_ID (with or without .tif) -> YEAR from geojson/bb_60m.GeoJSON; {} when the file is absent."""
-    path = root / FOOTPRINTS
-    if not path.is_file():
+    if not (root / FOOTPRINTS).is_file():
         return {}
     try:
-        features = json.loads(path.read_text())["features"]
-    except (ValueError, KeyError) as error:
-        raise SourceError(f"{path}: not a GeoJSON FeatureCollection ({error})") from None
-    years = {}
-    for k, feature in enumerate(features):
-        props = feature.get("properties") or {}
-        if "IMG_ID" not in props or "YEAR" not in props:
-            raise SourceError(f"{path}: feature {k} lacks IMG_ID or YEAR")
-        years[str(props["IMG_ID"]).removesuffix(".tif")] = int(props["YEAR"])
-    return years
+        records = read_footprints(root)
+    except (ValueError, KeyError, IndexError, TypeError) as error:
+        raise SourceError(f"{root / FOOTPRINTS}: not a usable footprint file ({error})") from None
+    return {r.name.removesuffix(".tif"): r.year for r in records}
 
 
 def read_splits(root: Path) -> dict[str, tuple[str, ...]]:

@@ -259,8 +259,8 @@ def config_to_dict(config: OmniSatConfig) -> dict:
 
 def config_from_dict(data: dict) -> OmniSatConfig:
     data = dict(data)
-    vhr = VhrConfig(**data.pop("vhr")) if data.get("vhr") is not None else None
-    data.pop("vhr", None)
+    vhr = data.pop("vhr")
+    vhr = VhrConfig(**vhr) if vhr is not None else None
     series = tuple(SeriesConfig(**{**s, "mlp_in": tuple(s["mlp_in"]), "mlp": tuple(s["mlp"])})
                    for s in data.pop("series"))
     return OmniSatConfig(vhr=vhr, series=series, **{**data, "grid": tuple(data["grid"])})

@@ -32,10 +32,10 @@ class VhrUnpoolDecoder(nn.Module):
         """(B, P, D) -> (B, P, C, ps, ps)."""
         b, p, d = tokens.shape
         x = tokens.reshape(b * p, d, 1, 1)
-        for deconv, indices, size in zip(self.deconvs, switches.indices, self.sizes):
+        outputs = (*self.sizes[:-1], self.patch_size)  # stride-1 deconvs keep the size; the last doubles it
+        for deconv, indices, size, out in zip(self.deconvs, switches.indices, self.sizes, outputs):
             x = F.max_unpool2d(x, indices, 2, output_size=(size, size))
-            last = deconv is self.deconvs[-1]
-            x = deconv(x, output_size=(self.patch_size,) * 2) if last else deconv(x)
+            x = deconv(x, output_size=(out, out))
         return x.reshape(b, p, *x.shape[1:])
 
 

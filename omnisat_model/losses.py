@@ -61,10 +61,15 @@ def contrastive_loss(tokens: list[Tensor], temperature: float = 0.1) -> Tensor:
     m, b, p, d = z.shape
     flat = z.reshape(-1, d)
     groups = _token_groups(m, b, p, z.device)
-    logits = (flat @ flat.T) / temperature
-    negative = logits.masked_fill(groups[:, None] == groups[None, :], -torch.inf).logsumexp(dim=1)
+    negative = _other_group_logits(flat, groups, slice(None), temperature).logsumexp(dim=1)
     positive = _positive_logsumexp(z.reshape(m, b * p, d), m, temperature)
     return (negative - positive).mean()
+
+
+def _other_group_logits(z: Tensor, groups: Tensor, rows: slice, temperature: float) -> Tensor:
+    """Logits of anchors `rows` against every token, -inf on tokens of the anchor's own group."""
+    logits = (z[rows] @ z.T) / temperature
+    return logits.masked_fill(groups[rows, None] == groups[None, :], -torch.inf)
 
 
 class _NegativeLogSumExp(torch.autograd.Function):
@@ -78,9 +83,7 @@ class _NegativeLogSumExp(torch.autograd.Function):
         out = torch.empty(z.shape[0], dtype=z.dtype, device=z.device)
         for start in range(0, z.shape[0], block):
             rows = slice(start, start + block)
-            logits = (z[rows] @ z.T) / temperature
-            logits = logits.masked_fill(groups[rows, None] == groups[None, :], -torch.inf)
-            out[rows] = logits.logsumexp(dim=1)
+            out[rows] = _other_group_logits(z, groups, rows, temperature).logsumexp(dim=1)
         ctx.save_for_backward(z, groups, out)
         ctx.temperature, ctx.block = temperature, block
         return out
@@ -91,8 +94,7 @@ class _NegativeLogSumExp(torch.autograd.Function):
         grad_z = torch.zeros_like(z)
         for start in range(0, z.shape[0], ctx.block):
             rows = slice(start, start + ctx.block)
-            logits = (z[rows] @ z.T) / ctx.temperature
-            logits = logits.masked_fill(groups[rows, None] == groups[None, :], -torch.inf)
+            logits = _other_group_logits(z, groups, rows, ctx.temperature)
             weights = torch.exp(logits - lse[rows, None]) * grad[rows, None]
             grad_z[rows] += weights @ z
             grad_z += weights.T @ z[rows]

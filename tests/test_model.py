@@ -169,7 +169,7 @@ def test_geometric_layout_puts_one_patch_of_every_modality_at_distance_zero():
     for m in range(3):
         for n in range(3):
             block = buckets[1 + m * p:1 + (m + 1) * p, 1 + n * p:1 + (n + 1) * p]
-            assert torch.equal(block, rpe.euclidean_bucket(rpe.patch_coords(config.grid)) )
+            assert torch.equal(block, rpe.euclidean_bucket(rpe.patch_coords(config.grid)))
             assert (block.diagonal() == 3).all()
     assert (buckets[0] == rpe.SKIP_BUCKET).all() and (buckets[:, 0] == rpe.SKIP_BUCKET).all()
     reference = rpe.self_attention_buckets("reference", config.grid, 3)

@@ -67,7 +67,6 @@ def replay_pretraining(vectors: dict, fused: bool) -> tuple[dict[str, float], li
             continue
         check(errors, f"attention_{name}", out.embedded.attention[name], outputs[f"attention_{name}"])
         features, attention = act
-        b, _, gh, gw = features.shape
         check(errors, f"enc.projector_{name}[0]", out.embedded.raw[name].transpose(1, 2).reshape(features.shape), features)
         check(errors, f"enc.projector_{name}[1]", out.embedded.attention[name], attention)
         predictions, rows = outputs[f"reconstruct_{name}"]
