@@ -113,10 +113,11 @@ def _handler(root: Path, counters: Counters):
                 self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
             self.end_headers()
             if body:
+                # Counted before sending: once the client has the bytes, the counters already show them.
+                counters.add(str(target.relative_to(root)), length)
                 with open(target, "rb") as f:
                     f.seek(start)
                     self.wfile.write(f.read(length))
-                counters.add(str(target.relative_to(root)), length)
 
     return Handler
 
