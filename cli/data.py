@@ -20,8 +20,11 @@ world_app = typer.Typer(help="Synthetic Earth-observation worlds (the project's 
                         no_args_is_help=True)
 stac_app = typer.Typer(help="STAC catalogs: serve a world through real servers, search any catalog.",
                        no_args_is_help=True)
+build_app = typer.Typer(help="Build tri-modal datasets from source benchmarks and STAC catalogs.",
+                        no_args_is_help=True)
 app.add_typer(world_app, name="world")
 app.add_typer(stac_app, name="stac")
+app.add_typer(build_app, name="build")
 console = Console(stderr=True)
 
 DEFAULT_DEMO_DIR = Path("demo")
@@ -38,7 +41,7 @@ def _known_errors():
     from omnisat_data.serve.assets import PortInUse
     from omnisat_data.serve.pgstac import ServerError
 
-    return (FileNotFoundError, FileExistsError, ValueError, CatalogError, PortInUse, ServerError)
+    return (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, CatalogError, PortInUse, ServerError)
 
 
 def _progress() -> Progress:
@@ -148,15 +151,94 @@ def stac_search(
     console.print(f"{count} items")
 
 
+def _build_treesatai(cfg) -> "BuildReport":  # noqa: F821
+    from omnisat_data.build_treesatai import build_treesatai
+
+    with _progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            label = {"search": "search (groups)", "read": "read (scene x tile group)"}[stage]
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(label, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        return build_treesatai(cfg, progress=report)
+
+
+def _print_report(report, out_dir: Path) -> None:
+    out = Console(width=120)
+    table = Table(title=f"TreeSatAI-TS build: {out_dir}")
+    for col in ("tiles", "built", "already complete", "failed", "tile-dates", "units", "MB of blocks read", "seconds"):
+        table.add_column(col, justify="right")
+    table.add_row(str(report.tiles_total), str(len(report.done)), str(len(report.skipped)), str(len(report.failed)),
+                  str(report.tile_dates), str(report.units), f"{report.bytes_read / 1e6:.1f}", f"{report.seconds:.1f}")
+    out.print(table)
+    for tile, reason in sorted(report.failed.items()):
+        out.print(f"[red]failed[/] {tile}: {reason}", highlight=False, soft_wrap=True)
+    for item, reason in sorted(report.refused_items.items()):
+        out.print(f"[yellow]refused[/] {reason}", highlight=False, soft_wrap=True)
+    for where, reason in sorted(report.source_problems.items()):
+        out.print(f"[yellow]source[/] {where}: {reason}", highlight=False, soft_wrap=True)
+
+
+@build_app.command("treesatai")
+def build_treesatai_command(
+    source: Path = typer.Option(..., help="TreeSatAI tree (aerial/60m, labels, splits, geojson/bb_60m.GeoJSON)."),
+    recipe: Path = typer.Option(Path("recipes/treesatai-ts.toml"), help="Build recipe (TOML)."),
+    out: Path = typer.Option(..., help="Output TreeSatAI-TS folder (created; reruns resume)."),
+    catalog: Optional[str] = typer.Option(None, help="STAC API URL or item file for every modality (overrides the recipe)."),
+    workers: int = typer.Option(2, help="Worker processes reading scenes (0: in this process)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (searches, items, bytes) and stop."),
+    limit: Optional[int] = typer.Option(None, help="Build only the first N tiles (by name)."),
+    year: Optional[int] = typer.Option(None, help="Year for tiles missing from geojson/bb_60m.GeoJSON."),
+) -> None:
+    """Search, co-register and write TreeSatAI-TS (Sentinel-2, Sentinel-1 asc/des series per aerial tile)."""
+    from omnisat_data.build_treesatai import BuildConfig, dry_run as plan_only
+    from omnisat_data.recipe import load_recipe
+    from omnisat_data.treesatai_tree import SourceError
+
+    try:
+        if limit is not None and limit < 1:
+            raise ValueError("--limit must be at least 1")
+        if workers < 0:
+            raise ValueError("--workers must be 0 or more")
+        loaded = load_recipe(recipe)
+        if catalog:
+            loaded = loaded.with_catalog(catalog)
+        cfg = BuildConfig(source=source, recipe=loaded, out=out, workers=workers, limit=limit, year=year)
+        if dry_run:
+            rows, report = plan_only(cfg)
+        else:
+            report = _build_treesatai(cfg)
+    except _known_errors() + (SourceError,) as exc:
+        fail(str(exc))
+    if dry_run:
+        table = Table(title=f"Plan: {report.tiles_total} tiles, {len(report.skipped)} already complete, "
+                            f"{len(rows)} groups (one search per group and modality)")
+        for col in ("year", "tiles", "S2", "S1 asc", "S1 des", "units", "asset MB (upper bound)"):
+            table.add_column(col, justify="right")
+        for r in rows:
+            table.add_row(str(r.year), str(r.tiles), str(r.acquisitions["s2"]), str(r.acquisitions["s1-asc"]),
+                          str(r.acquisitions["s1-des"]), str(r.units), f"{r.asset_bytes / 1e6:.1f}")
+        Console(width=120).print(table)
+        return
+    _print_report(report, out)
+    if report.failed and not report.done and not report.skipped:
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 def demo(
-    folder: Path = typer.Argument(DEFAULT_DEMO_DIR, help="Where the demo world lives (made when absent)."),
+    folder: Path = typer.Argument(DEFAULT_DEMO_DIR, help="Where the demo lives: DIR/world, DIR/treesatai-ts."),
+    workers: int = typer.Option(2, help="Worker processes reading scenes."),
 ) -> None:
-    """The main job on the embedded default: make the demo world, then show what a TreeSatAI build would search and read."""
-    from omnisat_data.catalog.search import EmbeddedCatalog
-    from omnisat_data.search_plan import plan_searches
+    """The main job on the embedded default: make the demo world, then build TreeSatAI-TS from it."""
+    from omnisat_data.build_treesatai import BuildConfig
+    from omnisat_data.recipe import load_recipe
 
     world = folder / "world"
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "demo.toml"
     try:
         if not (world / "world.json").is_file():
             if world.exists():
@@ -165,22 +247,17 @@ def demo(
                 shutil.rmtree(world)  # an interrupted earlier run: start over
             _make_world(world, "demo", None, None, None, "planetary-computer")
         summary = json.loads((world / "world.json").read_text())
-        catalog = EmbeddedCatalog(world / "stac" / "items.ndjson")
-        plans = plan_searches(world / "sources" / "treesatai", catalog)
+        console.print(f"demo world {world}: " + ", ".join(f"{v} {k}" for k, v in summary["counts"].items()))
+        cfg = BuildConfig(source=world / "sources" / "treesatai",
+                          recipe=load_recipe(recipe).with_catalog(str(world / "stac" / "items.ndjson")),
+                          out=folder / "treesatai-ts", workers=workers)
+        report = _build_treesatai(cfg)
     except _known_errors() as exc:
         fail(str(exc))
-    out = Console(width=120)
-    out.print(f"[bold]Demo world[/] {world} ({summary['seconds']['total']:.1f} s to generate): "
-              + ", ".join(f"{v} {k}" for k, v in summary["counts"].items()))
-    table = Table(title="TreeSatAI-TS build plan: one search per group of neighbouring tiles and year")
-    for col in ("year", "tiles", "centre lon, lat", "S2 items", "S2 assets", "S2 MB", "S1 items", "S1 assets", "S1 MB"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for p in plans:
-        table.add_row(str(p.year), str(p.tiles), f"{(p.bbox[0] + p.bbox[2]) / 2:.4f}, {(p.bbox[1] + p.bbox[3]) / 2:.4f}",
-                      str(p.items["s2"]), str(p.assets["s2"]), f"{p.bytes['s2'] / 1e6:.1f}",
-                      str(p.items["s1"]), str(p.assets["s1"]), f"{p.bytes['s1'] / 1e6:.1f}")
-    out.print(table)
-    out.print(f"Catalog: embedded ({catalog.path}); serve it for real with `omnisat-data stac serve {world}`.")
+    _print_report(report, cfg.out)
+    console.print(f"Catalog: embedded ({world / 'stac' / 'items.ndjson'}); the same build through the pgstac API: "
+                  f"`omnisat-data stac serve {world}`, then `omnisat-data build treesatai --source "
+                  f"{cfg.source} --recipe {recipe} --out OUT --catalog URL`.")
 
 
 def main() -> None:  # pragma: no cover

@@ -59,7 +59,34 @@ class PortInUse(RuntimeError):
     pass
 
 
-def _handler(root: Path, counters: Counters):
+@dataclass
+class Faults:
+    """Failures to inject, per served path (relative to the root): for tests of retries and isolation."""
+
+    errors: dict[str, list[int]] = field(default_factory=dict)  # path -> [remaining, HTTP status]
+    truncated: dict[str, int] = field(default_factory=dict)  # path -> size the file appears to have
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def fail(self, path: str, times: int, status: int = 500) -> None:
+        """Answer the next `times` GET requests for `path` with `status`."""
+        with self.lock:
+            self.errors[path] = [times, status]
+
+    def truncate(self, path: str, size: int) -> None:
+        """Serve `path` as if the file ended after `size` bytes (a partly uploaded COG)."""
+        with self.lock:
+            self.truncated[path] = size
+
+    def take_error(self, path: str) -> int | None:
+        with self.lock:
+            entry = self.errors.get(path)
+            if not entry or entry[0] <= 0:
+                return None
+            entry[0] -= 1
+            return entry[1]
+
+
+def _handler(root: Path, counters: Counters, faults: Faults):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -84,7 +111,12 @@ def _handler(root: Path, counters: Counters):
             if target is None:
                 self.send_error(404, "not found")
                 return
-            size = target.stat().st_size
+            rel = str(target.relative_to(root))
+            if body and (status := faults.take_error(rel)) is not None:
+                counters.add(rel, 0)
+                self.send_error(status, "injected fault")
+                return
+            size = min(target.stat().st_size, faults.truncated.get(rel, target.stat().st_size))
             header = self.headers.get("Range")
             start, end, status = 0, size - 1, 200
             if header:
@@ -114,7 +146,7 @@ def _handler(root: Path, counters: Counters):
             self.end_headers()
             if body:
                 # Counted before sending: once the client has the bytes, the counters already show them.
-                counters.add(str(target.relative_to(root)), length)
+                counters.add(rel, length)
                 with open(target, "rb") as f:
                     f.seek(start)
                     self.wfile.write(f.read(length))
@@ -132,7 +164,8 @@ class AssetServer:
         if port and not port_is_free(host, port):
             raise PortInUse(f"port {port} is already in use on {host}")
         self.counters = Counters()
-        self._server = ThreadingHTTPServer((host, port), _handler(self.root, self.counters))
+        self.faults = Faults()
+        self._server = ThreadingHTTPServer((host, port), _handler(self.root, self.counters, self.faults))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="asset-server", daemon=True)
 

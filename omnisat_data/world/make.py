@@ -74,7 +74,8 @@ def render_s2_group(cfg: WorldConfig, scenes: list[S2Scene], root: str) -> dict[
                 write_cog(folder / f"{band}.tif", array, grids[res], S2_NODATA, SMALL_BLOCK)
         masks = s2_mask_values(field, scene, *coords[20], basis=bases[20])
         for name, array in masks.items():
-            write_cog(folder / f"{name}.tif", array, grids[20], 0, SMALL_BLOCK,
+            # SCL 0 means no data; a probability of 0 is a value (ESA's MSK_*PRB have no nodata).
+            write_cog(folder / f"{name}.tif", array, grids[20], 0 if name == "SCL" else None, SMALL_BLOCK,
                       resampling="NEAREST" if name == "SCL" else "AVERAGE")
         valid = masks["SCL"] > 0
         cloudy = np.isin(masks["SCL"], (SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH)) & valid

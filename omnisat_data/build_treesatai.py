@@ -1,0 +1,468 @@
+"""`omnisat-data build treesatai`: a TreeSatAI tree + STAC catalogs -> a TreeSatAI-TS tree.
+
+The flow, top to bottom:
+  1. read the source tree (tiles, labels, splits) and skip tiles already complete in `out`;
+  2. group pending tiles by neighbourhood and series year; one search per group and modality;
+  3. one unit of work per (acquisition, group): open each asset once, resample every tile of the
+     group that the scene covers (scene_read.py), in a pool of worker processes;
+  4. when a group's units are all back, assemble and write each of its tiles (treesatai_ts.py),
+     then its manifest item, which marks the tile complete;
+  5. write what spans tiles: aerial copies, labels, splits, statistics, collection and report.
+
+A tile fails alone (its reason recorded) when a unit covering it fails; an item that cannot be
+used at all (no ESA product name, missing asset) is refused with its reason and the tiles go on.
+Reruns skip complete tiles; a killed build leaves only complete files under their final names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pyproj import Transformer
+from shapely.geometry import box, mapping, shape
+from shapely.ops import transform as shapely_transform
+
+from .acquisitions import Acquisition, s1_acquisition, s2_acquisition
+from .catalog.search import Catalog, CatalogError, Search, open_catalog
+from .normalise import ItemError
+from .recipe import Recipe, RecipeError, series_year
+from .scene_read import ReadSpec, read_acquisition
+from .tile import Tile
+from .treesatai_tree import LABELS, TreeSatSource, read_treesatai
+from .treesatai_ts import S2_BANDS, SERIES, Series, assemble, tile_files, write_tile
+
+MANIFEST = Path("stac")
+REPORT = "build-report.json"
+VAL_FRACTION = 0.1  # val carved from train: the first 10 % (at least 2) of train ranked by sha256(name)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    source: Path
+    recipe: Recipe
+    out: Path
+    workers: int = 2  # worker processes; 0 reads in this process
+    limit: int | None = None  # first N tiles (by name) only
+    year: int | None = None  # fallback year for tiles missing from bb_60m.GeoJSON
+
+
+@dataclass
+class BuildReport:
+    tiles_total: int = 0
+    done: list[str] = field(default_factory=list)  # built by this run
+    skipped: list[str] = field(default_factory=list)  # already complete
+    failed: dict[str, str] = field(default_factory=dict)  # tile -> reason
+    refused_items: dict[str, str] = field(default_factory=dict)  # item id -> reason
+    source_problems: dict[str, str] = field(default_factory=dict)
+    searches: int = 0
+    units: int = 0
+    tile_dates: int = 0
+    bytes_read: int = 0  # compressed bytes of the COG blocks read
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"tiles": {"total": self.tiles_total, "done": len(self.done), "skipped": len(self.skipped),
+                          "failed": len(self.failed)},
+                "failed": self.failed, "refused_items": self.refused_items, "source_problems": self.source_problems,
+                "searches": self.searches, "units": self.units, "tile_dates": self.tile_dates,
+                "bytes_read": self.bytes_read, "seconds": round(self.seconds, 2)}
+
+
+@dataclass
+class Group:
+    year: int
+    tiles: list[Tile]
+    units: list[tuple[Acquisition, list[int]]] = field(default_factory=list)  # acquisition, tile indices
+    frames: dict[int, list] = field(default_factory=dict)  # tile index -> [(key, product, item, values, series)]
+    failed: dict[int, str] = field(default_factory=dict)
+    pending: int = 0
+
+
+Progress = Callable[[str, int, int], None]
+
+
+# -- 1. source and resume -----------------------------------------------------------------------------
+
+def manifest_item_path(out: Path, stem: str) -> Path:
+    return out / MANIFEST / "items" / f"{stem}.json"
+
+
+def is_complete(out: Path, stem: str) -> bool:
+    """Complete = manifest item written (it is written last) and every file it lists present."""
+    path = manifest_item_path(out, stem)
+    if not path.is_file():
+        return False
+    try:
+        item = json.loads(path.read_text())
+    except ValueError:
+        return False
+    return all((path.parent / a["href"]).resolve().is_file() for a in item.get("assets", {}).values())
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of a killed run (".<name>.<pid>.tmp"): never valid, always safe to drop."""
+    for tmp in out.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+# -- 2. groups and searches ---------------------------------------------------------------------------
+
+def group_tiles(tiles: list[Tile], recipe: Recipe) -> list[Group]:
+    cells: dict[tuple, list[Tile]] = {}
+    for t in tiles:
+        left, bottom, _, _ = t.vhr.bounds
+        key = (series_year(t.year, recipe.first_year), t.vhr.crs,
+               int(left // recipe.group_size_m), int(bottom // recipe.group_size_m))
+        cells.setdefault(key, []).append(t)
+    return [Group(key[0], members) for key, members in sorted(cells.items())]
+
+
+def lonlat(tile: Tile):
+    to_wgs84 = Transformer.from_crs(tile.vhr.crs, "EPSG:4326", always_xy=True).transform
+    return shapely_transform(to_wgs84, tile.vhr.footprint)
+
+
+def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], report: BuildReport) -> None:
+    """Fill `group.units`: each usable acquisition with the group's tiles its footprint covers."""
+    footprints = [lonlat(t) for t in group.tiles]
+    west, south, east, north = np.array([f.bounds for f in footprints]).T
+    bbox = (float(west.min()), float(south.min()), float(east.max()), float(north.max()))
+    for source, make in ((recipe.s2, s2_acquisition), (recipe.s1, s1_acquisition)):
+        catalog = catalogs.setdefault(source.catalog, open_catalog(source.catalog))
+        search = Search(collections=(source.collection,), bbox=bbox, datetime=recipe.time_window(group.year),
+                        filter=source.filter)
+        report.searches += 1
+        for item in catalog.search(search):
+            try:
+                acq = make(item, source)
+            except ItemError as error:
+                report.refused_items[item.id] = str(error)
+                continue
+            covered = shape(item.geometry) if item.geometry else box(*bbox)
+            members = [i for i, f in enumerate(footprints) if covered.intersects(f)]
+            if members:
+                group.units.append((acq, members))
+
+
+# -- 3. units of work ---------------------------------------------------------------------------------
+
+def read_spec(recipe: Recipe, series: str) -> ReadSpec:
+    if series == "s2":
+        s2 = recipe.s2
+        return ReadSpec(s2.assets, s2.resampling, s2.mask_resampling,
+                        "none" if s2.mask_source == "none" or (s2.mask_source == "probability" and not s2.masks)
+                        else s2.mask_source, round_values=True)
+    return ReadSpec(recipe.s1.assets, recipe.s1.resampling)
+
+
+def run_unit(acq: Acquisition, grids: tuple, spec: ReadSpec) -> tuple[np.ndarray, int]:
+    return read_acquisition(acq, grids, spec)
+
+
+def _executor(workers: int) -> Executor:
+    if workers <= 0:
+        return ThreadPoolExecutor(max_workers=1)  # in order, in this process (debugging, tests)
+    # spawn: the parent may run threads (servers, progress); forked GDAL state is not safe to share
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+# -- 4. tiles -----------------------------------------------------------------------------------------
+
+def tile_series(frames: list) -> dict[str, Series]:
+    out = {}
+    for name in SERIES:
+        mine = [(key, product, item, values) for key, product, item, values, series in frames if series == name]
+        if name == "s2":
+            out[name] = assemble(mine, len(S2_BANDS), with_masks=True)
+        else:
+            out[name] = assemble(mine, 2, with_masks=False)
+    return out
+
+
+def manifest_item(out: Path, tile: Tile, files: dict[str, Path], aerial: Path, series: dict[str, Series],
+                  year: int) -> dict:
+    here = manifest_item_path(out, tile.name).parent
+    footprint = lonlat(tile)
+    assets = {key: {"href": os.path.relpath(path, here), "roles": ["data"],
+                    "type": "application/x-hdf5" if key == "h5" else "application/octet-stream"}
+              for key, path in files.items()}
+    assets["aerial"] = {"href": os.path.relpath(aerial, here), "roles": ["data"],
+                        "type": "image/tiff; application=geotiff"}
+    dates = {name: [{"datetime": dt.datetime.strptime(p.split("_")[2 if name == "s2" else 4][:15], "%Y%m%dT%H%M%S")
+                     .replace(tzinfo=dt.timezone.utc).isoformat().replace("+00:00", "Z"), "product": p, "item": i}
+                    for p, i in zip(s.products, s.item_ids)] for name, s in series.items()}
+    return {
+        "type": "Feature", "stac_version": "1.0.0", "id": tile.name, "collection": "treesatai-ts",
+        "geometry": mapping(footprint), "bbox": [round(v, 7) for v in footprint.bounds],
+        "properties": {"datetime": None, "start_datetime": f"{year}-01-01T00:00:00Z",
+                       "end_datetime": f"{year}-12-31T23:59:59Z", "treesatai:aerial_year": tile.year,
+                       "proj:code": tile.sentinel.crs, "proj:shape": list(tile.sentinel.shape),
+                       "proj:transform": list(tile.sentinel.transform)[:6], "omnisat:dates": dates},
+        "links": [], "assets": assets,
+    }
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def place_copy(src: Path, dst: Path) -> None:
+    """`dst` with the bytes of `src`: a hard link where possible (no second copy on disk), else a copy."""
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size:
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def finish_group(group: Group, cfg: BuildConfig, source: TreeSatSource, report: BuildReport) -> None:
+    for i, tile in enumerate(group.tiles):
+        if i in group.failed:
+            report.failed[tile.name] = group.failed[i]
+            continue
+        series = tile_series(group.frames.get(i, []))
+        aerial = cfg.out / "aerial" / f"{tile.name}.tif"
+        place_copy(source.files[tile.name], aerial)
+        place_copy(source.files[tile.name], cfg.out / "aerial" / "60m" / f"{tile.name}.tif")
+        for sensor in ("s1", "s2"):  # TorchGeo's mono-date folders, when the source has them
+            mono = source.root / sensor / "60m" / f"{tile.name}.tif"
+            if mono.is_file():
+                place_copy(mono, cfg.out / sensor / "60m" / mono.name)
+        files = write_tile(cfg.out, tile.name, series)
+        write_json(manifest_item_path(cfg.out, tile.name),
+                   manifest_item(cfg.out, tile, files, aerial, series, group.year))
+        report.done.append(tile.name)
+        report.tile_dates += sum(len(s) for s in series.values())
+    group.frames.clear()
+
+
+# -- 5. what spans tiles ------------------------------------------------------------------------------
+
+def carve_val(train: tuple[str, ...], fraction: float = VAL_FRACTION) -> set[str]:
+    """Deterministic val split: train files ranked by sha256 of their name, the first `fraction` (>= 2)."""
+    ranked = sorted(train, key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    count = min(len(ranked), max(2, round(fraction * len(ranked)))) if len(ranked) >= 4 else 0
+    return set(ranked[:count])
+
+
+def write_splits(out: Path, source: TreeSatSource, complete: set[str]) -> dict[str, int]:
+    splits = dict(source.splits)
+    if "val" not in splits:
+        val = carve_val(splits.get("train", ()))
+        splits["val"] = tuple(n for n in splits.get("train", ()) if n in val)
+        splits["train"] = tuple(n for n in splits.get("train", ()) if n not in val)
+    counts = {}
+    for name in ("train", "val", "test"):
+        files = [f for f in splits.get(name, ()) if f.removesuffix(".tif") in complete]
+        write_text(out / f"{name}_filenames.lst", "".join(f + "\n" for f in files))
+        counts[name] = len(files)
+    return counts
+
+
+def band_statistics(out: Path, stems: list[str]) -> dict:
+    """Mean and std per band over the valid pixels of every complete tile (read back from the h5 files)."""
+    import h5py
+
+    sums: dict[str, list[np.ndarray]] = {}
+    for stem in stems:
+        with h5py.File(tile_files(out, stem)["h5"], "r") as f:
+            for name in ("sen-2-data", "sen-2-masks", "sen-1-asc-data", "sen-1-des-data"):
+                data = f[name][()].astype(np.float64)
+                acc = sums.setdefault(name, [np.zeros(data.shape[1]) for _ in range(3)])
+                valid = ~np.isnan(data)
+                acc[0] += valid.sum(axis=(0, 2, 3))
+                acc[1] += np.where(valid, data, 0).sum(axis=(0, 2, 3))
+                acc[2] += np.where(valid, data * data, 0).sum(axis=(0, 2, 3))
+    stats = {}
+    for name, (n, s, s2) in sums.items():
+        n = np.maximum(n, 1)
+        mean = s / n
+        stats[name] = {"mean": [round(float(v), 6) for v in mean],
+                       "std": [round(float(v), 6) for v in np.sqrt(np.maximum(s2 / n - mean**2, 0))],
+                       "count": [int(v) for v in n]}
+    return stats
+
+
+def write_collection(out: Path, stems: list[str], stats: dict, recipe: Recipe) -> None:
+    bboxes = []
+    for stem in stems:
+        bboxes.append(json.loads(manifest_item_path(out, stem).read_text())["bbox"])
+    b = np.array(bboxes) if bboxes else np.zeros((1, 4))
+    collection = {
+        "type": "Collection", "stac_version": "1.0.0", "id": "treesatai-ts",
+        "description": "TreeSatAI-TS built by omnisat-data: aerial tiles with one year of Sentinel-2 and "
+                       "Sentinel-1 (ascending, descending) time series co-registered on each tile's grid.",
+        "license": "various",
+        "extent": {"spatial": {"bbox": [[float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()),
+                                         float(b[:, 3].max())]]},
+                   "temporal": {"interval": [[None, None]]}},
+        "summaries": {"omnisat:band_statistics": stats, "omnisat:s2_bands": list(S2_BANDS),
+                      "omnisat:recipe": {"s2": recipe.s2.collection, "s1": recipe.s1.collection,
+                                         "first_year": recipe.first_year}},
+        "links": [{"rel": "item", "href": f"./items/{stem}.json", "type": "application/geo+json"} for stem in stems],
+    }
+    write_json(out / MANIFEST / "collection.json", collection)
+
+
+# -- the build ----------------------------------------------------------------------------------------
+
+def check_recipe(recipe: Recipe) -> None:
+    if recipe.format != "treesatai-ts":
+        raise RecipeError(f"recipe format is {recipe.format!r}; build treesatai needs treesatai-ts")
+    for name, src in (("s2", recipe.s2), ("s1", recipe.s1)):
+        methods = (src.resampling, src.mask_resampling) if name == "s2" else (src.resampling,)
+        for m in methods:
+            if m not in ("bilinear", "nearest"):
+                raise RecipeError(f"[{name}] resampling {m!r}: a 10 m tile grid from 10-20 m scenes is sampled "
+                                  "exactly with bilinear or nearest only")
+    if tuple(recipe.s2.assets) != S2_BANDS:
+        raise RecipeError(f"[s2].assets must be the TreeSatAI-TS band order {list(S2_BANDS)}")
+    if tuple(recipe.s1.assets) != ("vv", "vh"):
+        raise RecipeError('[s1].assets must be ["vv", "vh"] (the TreeSatAI-TS channel order)')
+
+
+def plan_build(cfg: BuildConfig, report: BuildReport) -> tuple[TreeSatSource, list[Tile], list[Group]]:
+    check_recipe(cfg.recipe)
+    source = read_treesatai(cfg.source, cfg.year)
+    report.source_problems = dict(source.problems)
+    tiles = sorted(source.tiles, key=lambda t: t.name)[: cfg.limit]
+    report.tiles_total = len(tiles)
+    pending = []
+    for t in tiles:
+        if is_complete(cfg.out, t.name):
+            report.skipped.append(t.name)
+        else:
+            pending.append(t)
+    return source, tiles, group_tiles(pending, cfg.recipe)
+
+
+def build_treesatai(cfg: BuildConfig, progress: Progress | None = None) -> BuildReport:
+    t0 = time.perf_counter()
+    report = BuildReport()
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(cfg.out)
+    source, tiles, groups = plan_build(cfg, report)
+
+    catalogs: dict[str, Catalog] = {}
+    for k, group in enumerate(groups):
+        try:
+            search_group(group, cfg.recipe, catalogs, report)
+        except CatalogError as error:
+            group.failed = {i: f"search failed: {error}" for i in range(len(group.tiles))}
+        if progress:
+            progress("search", k + 1, len(groups))
+
+    specs = {name: read_spec(cfg.recipe, name) for name in SERIES}
+    total = sum(len(g.units) for g in groups)
+    report.units = total
+    done = 0
+    with _executor(cfg.workers) as pool:
+        futures: list[tuple[Future, Group, Acquisition, list[int]]] = []
+        for group in groups:
+            group.pending = len(group.units)
+            for acq, members in group.units:
+                grids = tuple(group.tiles[i].sentinel for i in members)
+                futures.append((pool.submit(run_unit, acq, grids, specs[acq.series]), group, acq, members))
+        for group in groups:  # groups with nothing to read (or a failed search) finish now
+            if group.pending == 0:
+                finish_group(group, cfg, source, report)
+        # Results are taken in submission order: groups complete in order and memory stays bounded.
+        for future, group, acq, members in futures:
+            try:
+                values, nbytes = future.result()
+                report.bytes_read += nbytes
+                for row, i in enumerate(members):
+                    group.frames.setdefault(i, []).append((acq.sort_key, acq.product, acq.item_id, values[row],
+                                                           acq.series))
+            except ItemError as error:
+                for i in members:
+                    group.failed.setdefault(i, str(error))
+            except Exception as error:  # a worker that died, or a bug: this unit's tiles fail, the build goes on
+                reason = f"item {acq.item_id}: {error.__class__.__name__}: {' '.join(str(error).split())}"
+                for i in members:
+                    group.failed.setdefault(i, reason)
+            group.pending -= 1
+            if group.pending == 0:
+                finish_group(group, cfg, source, report)
+            done += 1
+            if progress:
+                progress("read", done, total)
+
+    complete = sorted(t.name for t in tiles if is_complete(cfg.out, t.name))
+    labels = {f"{stem}.tif": source.labels[f"{stem}.tif"] for stem in complete if f"{stem}.tif" in source.labels}
+    write_json(cfg.out / LABELS, labels)
+    write_splits(cfg.out, source, set(complete))
+    write_collection(cfg.out, complete, band_statistics(cfg.out, complete), cfg.recipe)
+    report.seconds = time.perf_counter() - t0
+    write_json(cfg.out / REPORT, report.to_dict())
+    return report
+
+
+# -- dry run ------------------------------------------------------------------------------------------
+
+def asset_size(href: str) -> int:
+    """Bytes of an asset: stat for a path, Content-Length of a HEAD request for a URL (0 if unknown)."""
+    from urllib.parse import urlparse
+    from urllib.request import Request, urlopen
+
+    if urlparse(href).scheme in ("http", "https"):
+        try:
+            with urlopen(Request(href, method="HEAD"), timeout=10) as answer:
+                return int(answer.headers.get("Content-Length") or 0)
+        except (OSError, ValueError):
+            return 0
+    path = Path(urlparse(href).path if href.startswith("file:") else href)
+    return path.stat().st_size if path.is_file() else 0
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    year: int
+    tiles: int
+    acquisitions: dict[str, int]  # series -> acquisitions found
+    units: int
+    asset_bytes: int  # size of the assets touched: an upper bound of what the build reads
+
+
+def dry_run(cfg: BuildConfig, progress: Progress | None = None) -> tuple[list[PlanRow], BuildReport]:
+    """The searches a build would run, and what they find; reads no pixel and writes nothing."""
+    report = BuildReport()
+    _, _, groups = plan_build(cfg, report)
+    catalogs: dict[str, Catalog] = {}
+    rows, sizes = [], {}
+    for k, group in enumerate(groups):
+        search_group(group, cfg.recipe, catalogs, report)
+        hrefs = {href for acq, _ in group.units for _, href in acq.assets}
+        for href in hrefs - sizes.keys():
+            sizes[href] = asset_size(href)
+        found = {name: sum(1 for acq, _ in group.units if acq.series == name) for name in SERIES}
+        rows.append(PlanRow(group.year, len(group.tiles), found, len(group.units), sum(sizes[h] for h in hrefs)))
+        if progress:
+            progress("search", k + 1, len(groups))
+    return rows, report

@@ -1,0 +1,110 @@
+"""Exact point resampling of a raster window at arbitrary coordinates (pure numpy).
+
+Co-registration here means evaluating a source scene at the centre of every output pixel: the
+output grid's pixel centres are projected into the scene's CRS, turned into fractional pixel
+coordinates of the scene, and interpolated. Doing it ourselves (instead of a warped VRT or
+`reproject`) keeps the arithmetic explicit and testable: bilinear weights come from the distance
+to the four surrounding pixel centres, nothing is blurred by an overview or an oversized kernel
+(the GDAL traps of the spec, section 3), and nodata never leaks into a value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from affine import Affine
+from pyproj import Transformer
+
+from .grid import Grid
+
+
+@lru_cache(maxsize=64)
+def _transformer(src: str, dst: str) -> Transformer:
+    return Transformer.from_crs(src, dst, always_xy=True)
+
+
+def centres_in(grid: Grid, crs: str) -> tuple[np.ndarray, np.ndarray]:
+    """The pixel centres of `grid`, as x, y coordinates in `crs` (each of shape grid.shape)."""
+    x, y = grid.pixel_centres()
+    if grid.crs == crs:
+        return x, y
+    tx, ty = _transformer(grid.crs, crs).transform(x, y)
+    return np.asarray(tx), np.asarray(ty)
+
+
+def fractional_pixels(transform: Affine, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous (col, row) of points in a raster: pixel (r, c) spans [c, c+1) x [r, r+1), centre at +0.5."""
+    inv = ~transform
+    return inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f
+
+
+@dataclass(frozen=True)
+class Window:
+    """A rectangle of source pixels: rows [row, row + height), cols [col, col + width)."""
+
+    row: int
+    col: int
+    height: int
+    width: int
+
+    def union(self, other: Window) -> Window:
+        r0, c0 = min(self.row, other.row), min(self.col, other.col)
+        r1 = max(self.row + self.height, other.row + other.height)
+        c1 = max(self.col + self.width, other.col + other.width)
+        return Window(r0, c0, r1 - r0, c1 - c0)
+
+    @property
+    def size(self) -> int:
+        return self.height * self.width
+
+
+def support(cols: np.ndarray, rows: np.ndarray, method: str, shape: tuple[int, int]) -> Window | None:
+    """The source pixels that `method` needs for these points, clipped to the raster; None if outside."""
+    if method == "nearest":
+        c0, c1 = np.floor(cols.min()), np.floor(cols.max()) + 1
+        r0, r1 = np.floor(rows.min()), np.floor(rows.max()) + 1
+    else:  # bilinear: the pixel centres on either side of every point
+        c0, c1 = np.floor(cols.min() - 0.5), np.floor(cols.max() - 0.5) + 2
+        r0, r1 = np.floor(rows.min() - 0.5), np.floor(rows.max() - 0.5) + 2
+    r0, c0 = max(int(r0), 0), max(int(c0), 0)
+    r1, c1 = min(int(r1), shape[0]), min(int(c1), shape[1])
+    if r1 <= r0 or c1 <= c0:
+        return None
+    return Window(r0, c0, r1 - r0, c1 - c0)
+
+
+def _take(data: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """data[..., r, c] with NaN where (r, c) falls outside the array."""
+    h, w = data.shape[-2:]
+    inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+    out = data[..., np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)]
+    return np.where(inside, out, np.nan)
+
+
+def bilinear(data: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation of (bands, H, W) float `data` (NaN = nodata) at fractional pixel coordinates.
+
+    A point whose four neighbours are not all valid is NaN: a value is never made of part nodata.
+    A point exactly on a pixel centre takes that pixel's value exactly (weights 1 and 0).
+    """
+    u, v = cols - 0.5, rows - 0.5
+    c0, r0 = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
+    wc, wr = u - c0, v - r0
+    top = _take(data, r0, c0) * (1 - wc) + _take(data, r0, c0 + 1) * wc
+    bottom = _take(data, r0 + 1, c0) * (1 - wc) + _take(data, r0 + 1, c0 + 1) * wc
+    return top * (1 - wr) + bottom * wr
+
+
+def nearest(data: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The value of the source pixel containing each point (NaN outside)."""
+    return _take(data, np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64))
+
+
+def sample(data: np.ndarray, cols: np.ndarray, rows: np.ndarray, method: str) -> np.ndarray:
+    if method == "bilinear":
+        return bilinear(data, cols, rows)
+    if method == "nearest":
+        return nearest(data, cols, rows)
+    raise ValueError(f"resampling {method!r}: only bilinear and nearest are exact point methods")
