@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -32,7 +33,7 @@ DEFAULT_DEMO_DIR = Path("demo")
 
 def fail(message: str, code: int = 2) -> None:
     """Bad input: one clear line on stderr and a non-zero exit."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -175,11 +176,11 @@ def _print_report(report, out_dir: Path) -> None:
                   str(report.tile_dates), str(report.units), f"{report.bytes_read / 1e6:.1f}", f"{report.seconds:.1f}")
     out.print(table)
     for tile, reason in sorted(report.failed.items()):
-        out.print(f"[red]failed[/] {tile}: {reason}", highlight=False, soft_wrap=True)
+        out.print(f"[red]failed[/] {escape(tile)}: {escape(reason)}", highlight=False, soft_wrap=True)
     for item, reason in sorted(report.refused_items.items()):
-        out.print(f"[yellow]refused[/] {reason}", highlight=False, soft_wrap=True)
+        out.print(f"[yellow]refused[/] {escape(reason)}", highlight=False, soft_wrap=True)
     for where, reason in sorted(report.source_problems.items()):
-        out.print(f"[yellow]source[/] {where}: {reason}", highlight=False, soft_wrap=True)
+        out.print(f"[yellow]source[/] {escape(where)}: {escape(reason)}", highlight=False, soft_wrap=True)
 
 
 @build_app.command("treesatai")

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import shapely
 from pyproj import Transformer
 from shapely.geometry import box, mapping, shape
-from shapely.ops import transform as shapely_transform
 
 from .acquisitions import Acquisition, s1_acquisition, s2_acquisition
 from .catalog.search import Catalog, CatalogError, Search, open_catalog
@@ -130,7 +130,7 @@ def group_tiles(tiles: list[Tile], recipe: Recipe) -> list[Group]:
 
 def lonlat(tile: Tile):
     to_wgs84 = Transformer.from_crs(tile.vhr.crs, "EPSG:4326", always_xy=True).transform
-    return shapely_transform(to_wgs84, tile.vhr.footprint)
+    return shapely.transform(tile.vhr.footprint, lambda x, y: to_wgs84(x, y), interleaved=False)
 
 
 def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], report: BuildReport) -> None:

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 COMMANDS = [["--help"], ["world", "--help"], ["world", "make", "--help"], ["stac", "--help"],
-            ["stac", "serve", "--help"], ["stac", "search", "--help"], ["demo", "--help"]]
+            ["stac", "serve", "--help"], ["stac", "search", "--help"], ["demo", "--help"],
+            ["build", "--help"], ["build", "treesatai", "--help"]]
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a))

@@ -101,8 +101,9 @@ def s2_item(scene: S2Scene, cloud_cover: float, aoi_top: float, style: str = "pl
         res = S2_RESOLUTION.get(band, 20)
         grid = scene.band_grid(res)
         key = EARTH_SEARCH_KEYS[band] if earth_search else band
-        raster = {"nodata": S2_NODATA, "data_type": "uint16" if band in S2_BANDS else "uint8",
-                  "spatial_resolution": res}
+        raster = {"data_type": "uint16" if band in S2_BANDS else "uint8", "spatial_resolution": res}
+        if band in S2_BANDS or band == "SCL":  # a probability of 0 is a value, not nodata
+            raster["nodata"] = S2_NODATA
         extra: dict = {"gsd": float(res), **_proj_fields(grid)}
         if band in S2_BANDS:
             extra["eo:bands"] = [{"name": band, "common_name": COMMON_NAMES[band], "center_wavelength": WAVELENGTH[band]}]

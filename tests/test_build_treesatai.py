@@ -1,0 +1,356 @@
+"""build treesatai on the tiny world: values against the analytic truth, the format against the real
+sample, pgstac against the embedded catalog, kill and resume, injected faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from pyproj import Transformer
+
+from omnisat_data.build_treesatai import BuildConfig, build_treesatai, carve_val
+from omnisat_data.recipe import load_recipe
+from omnisat_data.treesatai_tree import read_treesatai
+from omnisat_data.treesatai_ts import assemble, pth_tensor
+from omnisat_data.world.config import PRESETS
+from omnisat_data.world.field import Field
+from omnisat_data.world.render import s1_values, s2_mask_values, s2_values
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT.parent / "shared" / "data" / "treesatai-ts-sample" / "Abies_alba_1_1005_WEFL_NLF.h5"
+S2_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+S2_RES = {"B02": 10, "B03": 10, "B04": 10, "B08": 10}  # the others are 20 m
+
+
+def recipe_for(catalog: str, **changes):
+    import dataclasses
+
+    return dataclasses.replace(load_recipe(ROOT / "recipes" / "demo.toml").with_catalog(catalog), **changes)
+
+
+def tree_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "build-report.json"}
+
+
+@pytest.fixture(scope="module")
+def built(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("build") / "treesatai-ts"
+    cfg = BuildConfig(world / "sources" / "treesatai", recipe_for(str(world / "stac" / "items.ndjson")), out,
+                      workers=0)
+    return out, build_treesatai(cfg)
+
+
+# -- an independent bilinear interpolation of the world's own render functions ---------------------------
+
+def _neighbours(x, y, grid):
+    """The four source pixel centres around each point and their bilinear weights (NaN off the scene)."""
+    left, top, res = grid.bounds[0], grid.bounds[3], grid.res[0]
+    u, v = (x - left) / res - 0.5, (top - y) / res - 0.5
+    i, j = np.floor(u), np.floor(v)
+    wu, wv = u - i, v - j
+    corners = []
+    for dj, di, w in ((0, 0, (1 - wu) * (1 - wv)), (0, 1, wu * (1 - wv)), (1, 0, (1 - wu) * wv), (1, 1, wu * wv)):
+        inside = (i + di >= 0) & (i + di < grid.width) & (j + dj >= 0) & (j + dj < grid.height)
+        corners.append((left + (i + di + 0.5) * res, top - (j + dj + 0.5) * res, np.where(inside, w, np.nan)))
+    return corners
+
+
+def expected_s2(field, scene, tile_grid):
+    """(12, 6, 6): the 10 bands minus the harmonisation offset, then snow and cloud, NaN where no data."""
+    x, y = Transformer.from_crs(tile_grid.crs, scene.grid.crs, always_xy=True).transform(*tile_grid.pixel_centres())
+    out = []
+    for band in S2_BANDS:
+        res = S2_RES.get(band, 20)
+        acc = 0.0
+        for cx, cy, w in _neighbours(x, y, scene.band_grid(res)):
+            dn = s2_values(field, scene, [band], cx, cy)[0].astype(float)
+            acc = acc + np.where(dn == 0, np.nan, dn) * w
+        out.append(acc - (1000 if scene.offset_applied else 0))
+    for key in ("SNW", "CLD"):
+        acc = 0.0
+        for cx, cy, w in _neighbours(x, y, scene.band_grid(20)):
+            acc = acc + s2_mask_values(field, scene, cx, cy)[key].astype(float) * w
+        out.append(acc)
+    return np.stack(out)
+
+
+def expected_s1(field, scene, tile_grid):
+    x, y = Transformer.from_crs(tile_grid.crs, scene.grid.crs, always_xy=True).transform(*tile_grid.pixel_centres())
+    acc = 0.0
+    for cx, cy, w in _neighbours(x, y, scene.grid):
+        acc = acc + s1_values(field, scene, cx, cy).astype(float) * w
+    return acc
+
+
+def test_values_dates_and_products_equal_the_world(built, world, plan):
+    out, report = built
+    assert report.failed == {} and len(report.done) == 8
+    field = Field(PRESETS["tiny"])
+    source = read_treesatai(world / "sources" / "treesatai")
+    year = 2022
+    s2 = [s for s in plan.s2 if s.datetime.year == year]
+    s1 = [s for s in plan.s1 if s.start.year == year]
+    checked = 0
+    for tile in source.tiles:
+        with h5py.File(out / "sentinel" / f"{tile.name}.h5", "r") as f:
+            # Sentinel-2: every scene of the year with data over the tile, in time order.
+            frames = [(s, expected_s2(field, s, tile.sentinel)) for s in sorted(s2, key=lambda s: (s.datetime, s.product))]
+            frames = [(s, e) for s, e in frames if not np.isnan(e[:10]).all()]
+            assert [p.decode() for p in f["sen-2-products"][()]] == [s.product for s, _ in frames]
+            data, masks = f["sen-2-data"][()], f["sen-2-masks"][()]
+            want = np.stack([e for _, e in frames])
+            np.testing.assert_array_equal(np.isnan(data), np.isnan(want[:, :10]))
+            # Written values are the interpolation rounded to whole DN / percent.
+            assert np.nanmax(np.abs(data - want[:, :10])) <= 0.5 + 1e-6
+            assert np.nanmax(np.abs(masks - want[:, 10:])) <= 0.5 + 1e-6
+            assert (data[~np.isnan(data)] == np.rint(data[~np.isnan(data)])).all()
+            for series, direction in (("sen-1-asc", "ascending"), ("sen-1-des", "descending")):
+                scenes = sorted((s for s in s1 if s.direction == direction), key=lambda s: (s.start, s.item_id))
+                frames = [(s, expected_s1(field, s, tile.sentinel)) for s in scenes]
+                frames = [(s, e) for s, e in frames if not np.isnan(e).all()]
+                assert [p.decode() for p in f[f"{series}-products"][()]] == [s.item_id for s, _ in frames]
+                np.testing.assert_allclose(f[f"{series}-data"][()], np.stack([e for _, e in frames]), rtol=2e-6)
+                checked += len(frames)
+    assert checked > 8 * 10
+
+
+def test_tile_dates_are_sorted(built):
+    out, _ = built
+    for path in (out / "sentinel").glob("*.h5"):
+        with h5py.File(path, "r") as f:
+            s2 = [p.decode().split("_")[2] for p in f["sen-2-products"][()]]
+            assert s2 == sorted(s2)
+            for series in ("sen-1-asc", "sen-1-des"):
+                starts = [p.decode().split("_")[4] for p in f[f"{series}-products"][()]]
+                assert starts == sorted(starts)
+
+
+def test_assemble_keeps_duplicate_slices_and_drops_empty_frames():
+    nan = np.full((2, 6, 6), np.nan, np.float32)
+    one = np.ones((2, 6, 6), np.float32)
+    part = one.copy()
+    part[:, 0, 0] = np.nan
+    t = "S1A_IW_GRDH_1SDV_20220102T054112_20220102T054137_0_0_{}"
+    frames = [((2, t.format("B")), t.format("B"), "b", one), ((1, t.format("A")), t.format("A"), "a", part),
+              ((3, "x"), "x", "x", nan)]
+    series = assemble(frames, 2, with_masks=False)
+    assert series.products == (t.format("A"), t.format("B")) and series.item_ids == ("a", "b")
+    assert series.data.shape == (2, 2, 6, 6) and np.isnan(series.data[0, :, 0, 0]).all()
+    assert pth_tensor(series.data)[0, 0, 0, 0] == 1.0  # NaN filled with the frame's mean, as OmniSat does
+
+
+def test_h5_matches_the_real_sample_format(built):
+    out, _ = built
+    path = sorted((out / "sentinel").glob("*.h5"))[0]
+    with h5py.File(SAMPLE, "r") as ref, h5py.File(path, "r") as f:
+        assert sorted(f.keys()) == sorted(ref.keys())
+        assert dict(f.attrs) == {} and all(isinstance(f[k], h5py.Dataset) for k in f)
+        for k in ref:
+            a, b = ref[k], f[k]
+            assert b.dtype == a.dtype, k
+            assert h5py.check_string_dtype(b.dtype) == h5py.check_string_dtype(a.dtype), k
+            assert b.id.get_create_plist().get_layout() == a.id.get_create_plist().get_layout() == h5py.h5d.CONTIGUOUS
+            assert b.compression is None and b.ndim == a.ndim, k
+        assert f["sen-2-masks"].shape[1:] == (2, 6, 6) and f["sen-2-data"].shape[1:] == (10, 6, 6)
+        for series in ("s1-asc", "s1-des"):
+            data = f[f"sen-1-{series[3:]}-data"][()]
+            t = torch.load(out / series / path.name.replace(".h5", ".pth"), weights_only=True)
+            assert t.dtype == torch.float32 and tuple(t.shape) == (len(f[f"sen-1-{series[3:]}-products"]), 3, 6, 6)
+            np.testing.assert_array_equal(t[:, :2].numpy(), np.nan_to_num(data, nan=t[:, :2].numpy()))
+            np.testing.assert_allclose(t[:, 2].numpy(), t[:, 0].numpy() / (t[:, 1].numpy() + 1e-8), rtol=1e-6)
+
+
+def test_tree_layout_labels_and_splits(built, world):
+    out, _ = built
+    source = read_treesatai(world / "sources" / "treesatai")
+    names = {f"{t.name}.tif" for t in source.tiles}
+    for folder in ("aerial", "aerial/60m", "s1/60m", "s2/60m"):
+        assert {p.name for p in (out / folder).glob("*.tif")} == names, folder
+    for t in source.tiles:
+        assert (out / "aerial" / f"{t.name}.tif").read_bytes() == source.files[t.name].read_bytes()
+    labels = json.loads((out / "labels" / "TreeSatBA_v9_60m_multi_labels.json").read_text())
+    assert set(labels) == names and all(any(f > 0.07 for _, f in v) for v in labels.values())
+    splits = {s: (out / f"{s}_filenames.lst").read_text().split() for s in ("train", "val", "test")}
+    assert all(len(v) >= 2 for v in splits.values())
+    assert set(splits["train"]) | set(splits["val"]) == set(source.splits["train"])
+    assert not set(splits["train"]) & set(splits["val"]) and set(splits["test"]) == set(source.splits["test"])
+    assert set(splits["val"]) == carve_val(source.splits["train"])
+
+
+def test_manifest_collection_items_and_statistics(built):
+    out, report = built
+    collection = json.loads((out / "stac" / "collection.json").read_text())
+    items = [json.loads((out / "stac" / l["href"]).read_text()) for l in collection["links"] if l["rel"] == "item"]
+    assert len(items) == 8
+    for item in items:
+        for asset in item["assets"].values():
+            assert (out / "stac" / "items" / asset["href"]).resolve().is_file()
+        with h5py.File(out / "sentinel" / f"{item['id']}.h5", "r") as f:
+            dates = item["properties"]["omnisat:dates"]
+            assert [d["product"] for d in dates["s2"]] == [p.decode() for p in f["sen-2-products"][()]]
+    stats = collection["summaries"]["omnisat:band_statistics"]["sen-2-data"]
+    data = np.concatenate([h5py.File(p, "r")["sen-2-data"][()] for p in sorted((out / "sentinel").glob("*.h5"))])
+    np.testing.assert_allclose(stats["mean"], np.nanmean(data, axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(stats["std"], np.nanstd(data, axis=(0, 2, 3)), rtol=1e-4)
+    saved = json.loads((out / "build-report.json").read_text())
+    assert saved["tiles"] == {"total": 8, "done": 8, "skipped": 0, "failed": 0} and saved["bytes_read"] > 0
+
+
+def test_rerun_skips_complete_tiles(built, world):
+    out, _ = built
+    before = tree_files(out)
+    cfg = BuildConfig(world / "sources" / "treesatai", recipe_for(str(world / "stac" / "items.ndjson")), out, workers=0)
+    report = build_treesatai(cfg)
+    assert report.done == [] and len(report.skipped) == 8 and report.units == 0
+    assert tree_files(out) == before
+
+
+@pytest.mark.slow
+def test_pgstac_api_and_worker_processes_give_identical_files(built, world, servers, tmp_path):
+    out, _ = built
+    cfg = BuildConfig(world / "sources" / "treesatai", recipe_for(servers.api.url), tmp_path / "api", workers=2)
+    servers.assets.counters.reset()
+    report = build_treesatai(cfg)
+    assert report.failed == {} and servers.assets.counters.requests > 0  # read over HTTP Range
+    assert tree_files(tmp_path / "api") == tree_files(out)
+
+
+# -- kill and resume ------------------------------------------------------------------------------------
+
+def _recipe_file(tmp_path: Path, catalog: str, group_size_m: float) -> Path:
+    text = (ROOT / "recipes" / "demo.toml").read_text()
+    text = text.replace('catalog = "../demo/world/stac/items.ndjson"', f'catalog = "{catalog}"')
+    text = text.replace("group_size_m = 5000", f"group_size_m = {group_size_m}")
+    path = tmp_path / "recipe.toml"
+    path.write_text(text)
+    return path
+
+
+def _cli_build(source: Path, recipe: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "cli.data", "build", "treesatai", "--source", str(source), "--recipe", str(recipe),
+            "--out", str(out), "--workers", "0"]
+
+
+@pytest.mark.slow
+def test_killed_build_resumes_to_identical_files(world, tmp_path):
+    source = world / "sources" / "treesatai"
+    recipe = _recipe_file(tmp_path, str(world / "stac" / "items.ndjson"), 30)  # small groups: tiles land one by one
+    whole = tmp_path / "whole"
+    subprocess.run(_cli_build(source, recipe, whole), check=True, capture_output=True, cwd=ROOT, timeout=300)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli_build(source, recipe, killed), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((killed / "stac" / "items").glob("*.json"))) < 2:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = len(list((killed / "stac" / "items").glob("*.json")))
+    assert 2 <= finished < 8, "the kill should land mid-build"
+    for h5 in (killed / "sentinel").glob("*.h5"):  # anything under a final name is whole
+        with h5py.File(h5, "r") as f:
+            f["sen-2-data"][()]
+    r = subprocess.run(_cli_build(source, recipe, killed), capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((killed / "build-report.json").read_text())
+    assert report["tiles"]["skipped"] == finished and report["tiles"]["done"] == 8 - finished
+    assert not list(killed.rglob("*.tmp"))
+    assert tree_files(killed) == tree_files(whole)
+
+
+# -- faults ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_injected_faults_are_retried_isolated_or_refused(built, world, truth, tmp_path):
+    import shapely
+    from shapely.geometry import box, mapping
+
+    from omnisat_data.serve.assets import AssetServer
+    from omnisat_data.serve.world import rewrite_items
+
+    source = read_treesatai(world / "sources" / "treesatai")
+    sheet = {name: t["sheet"] for name, t in truth["treesatai_tiles"].items()}
+    first_sheet = sorted(set(sheet.values()))[0]
+    hit = [t for t in source.tiles if sheet[t.name] == first_sheet]
+    spared = [t for t in source.tiles if sheet[t.name] != first_sheet]
+    assert hit and spared
+
+    with AssetServer(world) as assets:
+        items_file = rewrite_items(world / "stac" / "items.ndjson", assets.url, tmp_path / "items.ndjson")
+        items = [json.loads(line) for line in items_file.read_text().splitlines()]
+        with h5py.File(next((built[0] / "sentinel").glob("*.h5")), "r") as f:
+            used = f["sen-2-products"][0].decode()  # a scene over the tiles
+        s2 = next(i for i in items if i["properties"].get("s2:product_uri") == used + ".SAFE")
+        s1 = next(i for i in items if i["collection"] == "sentinel-1-rtc" and i["properties"]["datetime"].startswith("2022"))
+        # 1. an asset answering HTTP 500 three times: retried, its date still written
+        flaky = f"data/sentinel-2-l2a/{s2['id']}/B04.tif"
+        assets.faults.fail(flaky, 3)
+        # 2. a truncated COG in an item that covers only the first sheet: those tiles fail, the rest are built
+        extra_root = tmp_path / "extra"
+        extra_root.mkdir()
+        corrupt = json.loads(json.dumps(s1))
+        corrupt["id"] = s1["id"][:-4] + "FFFF"
+        to_wgs84 = Transformer.from_crs(hit[0].vhr.crs, "EPSG:4326", always_xy=True).transform
+        area = box(*np.array([t.vhr.bounds for t in hit]).min(axis=0)[:2], *np.array([t.vhr.bounds for t in hit]).max(axis=0)[2:])
+        corrupt["geometry"] = mapping(shapely.transform(area, lambda x, y: to_wgs84(x, y), interleaved=False))
+        for pol in ("vv", "vh"):
+            (extra_root / f"{pol}.tif").write_bytes((world / f"data/sentinel-1-rtc/{s1['id']}/{pol}.tif").read_bytes())
+        with AssetServer(extra_root) as extra:
+            extra.faults.truncate("vv.tif", 3000)
+            for pol in ("vv", "vh"):
+                corrupt["assets"][pol]["href"] = f"{extra.url}/{pol}.tif"
+            # 3. an item with a hostile id and no product name: refused
+            hostile = json.loads(json.dumps(s2))
+            hostile["id"] = "../../x"
+            del hostile["properties"]["s2:product_uri"]
+            with items_file.open("a") as f:
+                f.write(json.dumps(corrupt) + "\n" + json.dumps(hostile) + "\n")
+            out = tmp_path / "out"
+            report = build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe_for(str(items_file)), out,
+                                                 workers=0))
+        assert assets.faults.errors[flaky][0] == 0 and assets.counters.per_path[flaky][0] >= 4
+    assert sorted(report.failed) == sorted(t.name for t in hit)
+    assert all(corrupt["id"] in reason and "vv" in reason for reason in report.failed.values())
+    assert sorted(report.done) == sorted(t.name for t in spared)
+    assert "../../x" in report.refused_items and "not an ESA Sentinel-2" in report.refused_items["../../x"]
+    assert all(p.resolve().is_relative_to(out.resolve()) for p in out.rglob("*"))
+    assert not (tmp_path / "x").exists() and not (out.parent / "x").exists()
+    for t in spared:
+        with h5py.File(out / "sentinel" / f"{t.name}.h5", "r") as f:
+            assert s2["properties"]["s2:product_uri"].removesuffix(".SAFE").encode() in list(f["sen-2-products"][()])
+    lists = "".join((out / f"{s}_filenames.lst").read_text() for s in ("train", "val", "test"))
+    assert all(t.name not in lists for t in hit), "failed tiles are never listed"
+
+
+def test_cli_errors_are_one_line(world, tmp_path):
+    base = [sys.executable, "-m", "cli.data", "build", "treesatai"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('format = "treesatai-ts"\n[s2]\ncollection = "x"\n')
+    cases = [
+        (["--source", str(tmp_path / "nope"), "--recipe", str(ROOT / "recipes" / "demo.toml"), "--out", str(tmp_path / "o")], "nope"),
+        (["--source", str(world / "sources" / "treesatai"), "--recipe", str(bad), "--out", str(tmp_path / "o")], "[s1] missing"),
+        (["--source", str(world / "sources" / "treesatai"), "--recipe", str(ROOT / "recipes" / "demo.toml"),
+          "--out", str(tmp_path / "o"), "--limit", "0"], "--limit"),
+    ]
+    for args, needle in cases:
+        r = subprocess.run(base + args, capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_dry_run_plans_without_writing(world, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "cli.data", "build", "treesatai", "--source",
+                        str(world / "sources" / "treesatai"), "--recipe", str(ROOT / "recipes" / "demo.toml"),
+                        "--catalog", str(world / "stac" / "items.ndjson"), "--out", str(tmp_path / "o"), "--dry-run"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "2022" in r.stdout and " 8 " in r.stdout and not (tmp_path / "o" / "sentinel").exists()
