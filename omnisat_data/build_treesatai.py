@@ -68,6 +68,7 @@ class BuildReport:
     searches: int = 0
     units: int = 0
     tile_dates: int = 0
+    dates: dict[str, dict[str, int]] = field(default_factory=dict)  # tile -> series -> dates written
     bytes_read: int = 0  # compressed bytes of the COG blocks read
     seconds: float = 0.0
 
@@ -76,6 +77,7 @@ class BuildReport:
                           "failed": len(self.failed)},
                 "failed": self.failed, "refused_items": self.refused_items, "source_problems": self.source_problems,
                 "searches": self.searches, "units": self.units, "tile_dates": self.tile_dates,
+                "dates": dict(sorted(self.dates.items())),
                 "bytes_read": self.bytes_read, "seconds": round(self.seconds, 2)}
 
 
@@ -259,6 +261,7 @@ def finish_group(group: Group, cfg: BuildConfig, source: TreeSatSource, report: 
                    manifest_item(cfg.out, tile, files, aerial, series, group.year))
         report.done.append(tile.name)
         report.tile_dates += sum(len(s) for s in series.values())
+        report.dates[tile.name] = {name: len(s) for name, s in series.items()}
     group.frames.clear()
 
 

@@ -204,6 +204,9 @@ def test_manifest_collection_items_and_statistics(built):
     np.testing.assert_allclose(stats["std"], np.nanstd(data, axis=(0, 2, 3)), rtol=1e-4)
     saved = json.loads((out / "build-report.json").read_text())
     assert saved["tiles"] == {"total": 8, "done": 8, "skipped": 0, "failed": 0} and saved["bytes_read"] > 0
+    for item in items:
+        counts = {k: len(v) for k, v in item["properties"]["omnisat:dates"].items()}
+        assert saved["dates"][item["id"]] == counts and counts["s2"] > 0 and counts["s1-asc"] > 0
 
 
 def test_rerun_skips_complete_tiles(built, world):
