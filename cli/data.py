@@ -229,12 +229,83 @@ def build_treesatai_command(
         raise typer.Exit(1)
 
 
+def _print_alignment(report: dict) -> None:
+    s = report["summary"]
+    out = Console(width=120)
+    table = Table(title=f"Alignment: {s['dataset']} ({s['tiles']} of {s['tiles_in_dataset']} tiles checked)")
+    for col in ("", "median m", "p95 m", "median px", "p95 px", "over threshold"):
+        table.add_column(col, justify="right")
+    for key, label, flagged in (("scene_shift", "scenes (median over tiles)", s["scenes_flagged"]),
+                                ("tile_shift", "tiles (median over dates)", s["tiles_flagged"])):
+        v = s[key]
+        table.add_row(label, *[("-" if v[k] is None else f"{v[k]:.3f}") for k in ("median_m", "p95_m", "median_px", "p95_px")],
+                      str(flagged))
+    out.print(table)
+    out.print(f"estimates accepted {s['estimates_accepted']} of {s['estimates']}; format problems {s['problems']} "
+              f"in {s['tiles_with_problems']} tiles; thresholds good < {s['thresholds_px']['good']} px, "
+              f"suspect > {s['thresholds_px']['suspect']} px", highlight=False)
+    problems = [p for t in report["tiles"].values() for p in t["problems"]]
+    for p in problems[:20]:
+        out.print(f"[red]problem[/] {escape(p)}", highlight=False, soft_wrap=True)
+    if len(problems) > 20:
+        out.print(f"... {len(problems) - 20} more in the report", highlight=False)
+    flagged = [(k, v) for k, v in report["scenes"].items() if v["flagged"]]
+    for name, v in flagged[:10]:
+        out.print(f"[yellow]scene[/] {name}: ({v['dx']:+.2f}, {v['dy']:+.2f}) m = {v['shift_px']:.2f} px over "
+                  f"{v['tiles']} tiles", highlight=False)
+    out.print(("[green]PASSED[/]" if s["passed"] else "[red]FAILED[/]") + f"  report {report.get('report_path', '')}"
+              + (f"  pictures {', '.join(report['pictures'])}" if report.get("pictures") else ""), highlight=False,
+              soft_wrap=True)
+
+
+def _verify(cfg) -> dict:
+    from omnisat_data.verify_alignment import plan, verify
+
+    plan(cfg)  # bad input fails here, before a progress bar is drawn
+    with _progress() as bar:
+        task = bar.add_task("verify tiles", total=None)
+        report = verify(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    report["report_path"] = str(cfg.report_path)
+    return report
+
+
+@app.command("verify-alignment")
+def verify_alignment_command(
+    dataset: Path = typer.Argument(..., help="Built dataset folder (or a flat folder of <stem>.tif/.h5/.pth)."),
+    format: str = typer.Option("treesatai-ts", "--format", help="Dataset format: treesatai-ts."),
+    report: Optional[Path] = typer.Option(None, help="JSON report (default DATASET/alignment/report.json)."),
+    png: Optional[Path] = typer.Option(None, help="Folder for the pictures (default DATASET/alignment/)."),
+    max_shift_px: float = typer.Option(0.5, help="Scenes and tiles over this shift (10 m pixels) fail."),
+    good_px: float = typer.Option(0.2, help="Shifts under this count as good."),
+    sample: Optional[int] = typer.Option(None, help="Check only N tiles (a deterministic sample)."),
+    workers: int = typer.Option(2, help="Worker processes (0: in this process)."),
+    pair: str = typer.Option("nir", help="Band pair: nir (VHR NIR vs B08) or red (VHR red vs B04)."),
+) -> None:
+    """Check a dataset's format and measure VHR / Sentinel-2 misregistration per tile and per scene.
+    Exits 1 when a format problem is found or a scene or tile is over --max-shift-px."""
+    from omnisat_data.verify_alignment import VerifyConfig
+
+    try:
+        if pair not in ("nir", "red"):
+            raise ValueError(f"--pair {pair!r}: choose nir or red")
+        if sample is not None and sample < 1:
+            raise ValueError("--sample must be at least 1")
+        cfg = VerifyConfig(dataset=dataset, format=format, report=report, png=png, max_shift_px=max_shift_px,
+                           good_px=good_px, sample=sample, workers=workers, pair=pair)
+        result = _verify(cfg)
+    except _known_errors() as exc:
+        fail(str(exc))
+    _print_alignment(result)
+    if not result["summary"]["passed"]:
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 def demo(
     folder: Path = typer.Argument(DEFAULT_DEMO_DIR, help="Where the demo lives: DIR/world, DIR/treesatai-ts."),
     workers: int = typer.Option(2, help="Worker processes reading scenes."),
 ) -> None:
-    """The main job on the embedded default: make the demo world, then build TreeSatAI-TS from it."""
+    """The main job on the embedded default: make the demo world, build TreeSatAI-TS from it, verify its alignment."""
     from omnisat_data.build_treesatai import BuildConfig
     from omnisat_data.recipe import load_recipe
 
@@ -256,6 +327,12 @@ def demo(
     except _known_errors() as exc:
         fail(str(exc))
     _print_report(report, cfg.out)
+    from omnisat_data.verify_alignment import VerifyConfig
+
+    try:  # the demo world injects geolocation errors into some scenes: the check is expected to find them
+        _print_alignment(_verify(VerifyConfig(dataset=cfg.out, workers=workers)))
+    except _known_errors() as exc:
+        fail(str(exc))
     console.print(f"Catalog: embedded ({world / 'stac' / 'items.ndjson'}); the same build through the pgstac API: "
                   f"`omnisat-data stac serve {world}`, then `omnisat-data build treesatai --source "
                   f"{cfg.source} --recipe {recipe} --out OUT --catalog URL`.")

@@ -34,3 +34,24 @@ def servers(world):
 
     with WorldServers(world) as s:
         yield s
+
+
+def recipe_for(catalog: str, **changes):
+    """The demo recipe with every modality from `catalog` (and any field changed)."""
+    import dataclasses
+
+    from omnisat_data.recipe import load_recipe
+
+    root = Path(__file__).resolve().parent.parent
+    return dataclasses.replace(load_recipe(root / "recipes" / "demo.toml").with_catalog(catalog), **changes)
+
+
+@pytest.fixture(scope="session")
+def built(world, tmp_path_factory):
+    """TreeSatAI-TS built from the tiny world through the embedded catalog: (folder, report)."""
+    from omnisat_data.build_treesatai import BuildConfig, build_treesatai
+
+    out = tmp_path_factory.mktemp("build") / "treesatai-ts"
+    cfg = BuildConfig(world / "sources" / "treesatai", recipe_for(str(world / "stac" / "items.ndjson")), out,
+                      workers=0)
+    return out, build_treesatai(cfg)

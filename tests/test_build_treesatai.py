@@ -17,8 +17,9 @@ import pytest
 import torch
 from pyproj import Transformer
 
+from conftest import recipe_for
 from omnisat_data.build_treesatai import BuildConfig, build_treesatai, carve_val
-from omnisat_data.recipe import load_recipe
+
 from omnisat_data.treesatai_tree import read_treesatai
 from omnisat_data.treesatai_ts import assemble, pth_tensor
 from omnisat_data.world.config import PRESETS
@@ -31,23 +32,9 @@ S2_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"
 S2_RES = {"B02": 10, "B03": 10, "B04": 10, "B08": 10}  # the others are 20 m
 
 
-def recipe_for(catalog: str, **changes):
-    import dataclasses
-
-    return dataclasses.replace(load_recipe(ROOT / "recipes" / "demo.toml").with_catalog(catalog), **changes)
-
-
 def tree_files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and p.name != "build-report.json"}
-
-
-@pytest.fixture(scope="module")
-def built(world, tmp_path_factory):
-    out = tmp_path_factory.mktemp("build") / "treesatai-ts"
-    cfg = BuildConfig(world / "sources" / "treesatai", recipe_for(str(world / "stac" / "items.ndjson")), out,
-                      workers=0)
-    return out, build_treesatai(cfg)
 
 
 # -- an independent bilinear interpolation of the world's own render functions ---------------------------

@@ -1,0 +1,137 @@
+"""`omnisat-data verify-alignment`: check a built dataset's format and measure how well its modalities
+line up; write a JSON report and pictures.
+
+Flow: list tiles (optionally a deterministic sample), check each one in a pool of processes
+(verify_treesatai.check_tile), pool the shift estimates per scene and per tile (summarise), write
+`report.json` atomically, then the pictures (verify_plots.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .verify_treesatai import Layout, TileCheck, check_tile, summarise, tile_names
+
+FORMATS = ("treesatai-ts",)
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    dataset: Path
+    format: str = "treesatai-ts"
+    report: Path | None = None  # default: DATASET/alignment/report.json
+    png: Path | None = None  # default: DATASET/alignment/
+    max_shift_px: float = 0.5  # spec: over 0.5 px is suspect
+    good_px: float = 0.2  # spec: under 0.2 px is good
+    sample: int | None = None  # check this many tiles (a deterministic sample)
+    workers: int = 2
+    pair: str = "nir"  # VHR/S2 band pair: nir (NIR vs B08) or red (red vs B04)
+    worst: int = 4  # quick-looks of this many worst tiles
+
+    @property
+    def report_path(self) -> Path:
+        return self.report or self.dataset / "alignment" / "report.json"
+
+    @property
+    def png_dir(self) -> Path:
+        return self.png or self.dataset / "alignment"
+
+
+def sample_names(names: list[str], n: int | None) -> list[str]:
+    """`n` names ranked by sha256: the same sample every run, spread over the whole dataset."""
+    if n is None or n >= len(names):
+        return names
+    return sorted(sorted(names, key=lambda s: hashlib.sha256(s.encode()).hexdigest())[:n])
+
+
+def _check_chunk(root: str, names: list[str], pair: str) -> list[TileCheck]:
+    layout = Layout.of(Path(root))
+    return [check_tile(layout, name, pair) for name in names]
+
+
+def check_tiles(cfg: VerifyConfig, names: list[str], progress: Callable[[int, int], None] | None) -> list[TileCheck]:
+    chunks = [names[i : i + 25] for i in range(0, len(names), 25)]
+    out: list[TileCheck] = []
+    if cfg.workers <= 0:
+        for chunk in chunks:
+            out += _check_chunk(str(cfg.dataset), chunk, cfg.pair)
+            if progress:
+                progress(len(out), len(names))
+        return out
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
+        for result in pool.map(_check_chunk, [str(cfg.dataset)] * len(chunks), chunks, [cfg.pair] * len(chunks)):
+            out += result
+            if progress:
+                progress(len(out), len(names))
+    return out
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def quicklooks(cfg: VerifyConfig, report: dict, layout: Layout) -> list[Path]:
+    import h5py
+    import rasterio
+
+    from .verify_plots import plot_tile
+
+    shifted = sorted(((t["shift_m"], name) for name, t in report["tiles"].items() if "shift_m" in t), reverse=True)
+    paths = []
+    for shift_m, name in shifted[: cfg.worst]:
+        with rasterio.open(layout.aerial / f"{name}.tif") as src:
+            aerial, res = src.read(), abs(src.transform.a)
+        with h5py.File(layout.sentinel / f"{name}.h5", "r") as f:
+            s2 = f["sen-2-data"][()]
+            masks = f["sen-2-masks"][()]
+        cloud = np.nanmax(masks[:, :2].reshape(len(masks), -1), axis=1, initial=0)
+        frame = int(np.argmin(np.where(np.isnan(s2[:, 6]).any(axis=(1, 2)), np.inf, cloud)))
+        tile = report["tiles"][name]
+        paths.append(plot_tile(aerial, res, s2[frame, 6], (tile["dx"], tile["dy"]),
+                               f"{name}: median shift {shift_m:.1f} m over {tile['accepted']} dates",
+                               cfg.png_dir / f"tile_{name}.png"))
+    return paths
+
+
+def plan(cfg: VerifyConfig) -> tuple[Layout, list[str]]:
+    """The dataset's layout and all its tile names; one clear error when it is not a dataset."""
+    if cfg.format not in FORMATS:
+        raise ValueError(f"--format {cfg.format}: verification of this format lands with its build "
+                         f"(supported: {', '.join(FORMATS)})")
+    if not Path(cfg.dataset).is_dir():
+        raise FileNotFoundError(f"{cfg.dataset}: dataset folder not found")
+    layout = Layout.of(cfg.dataset)
+    names = tile_names(layout)
+    if not names:
+        raise FileNotFoundError(f"{cfg.dataset}: no TreeSatAI-TS h5 files (sentinel/*.h5 or *.h5)")
+    return layout, names
+
+
+def verify(cfg: VerifyConfig, progress: Callable[[int, int], None] | None = None) -> dict:
+    layout, names = plan(cfg)
+    chosen = sample_names(names, cfg.sample)
+    checks = check_tiles(cfg, chosen, progress)
+    report = summarise(checks, cfg.max_shift_px, cfg.good_px)
+    report["summary"].update(dataset=str(cfg.dataset), format=cfg.format, pair=cfg.pair,
+                             tiles_in_dataset=len(names))
+    report["per_tile_estimates"] = {c.name: c.shifts for c in checks}
+    write_json(cfg.report_path, report)
+    from .verify_plots import plot_shifts
+
+    pictures = [plot_shifts(report, cfg.png_dir / "shifts.png")] if report["scenes"] or report["tiles"] else []
+    pictures += quicklooks(cfg, report, layout)
+    report["pictures"] = [str(p) for p in pictures]
+    return report
