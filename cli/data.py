@@ -236,7 +236,7 @@ def _print_alignment(report: dict) -> None:
     for col in ("", "median m", "p95 m", "median px", "p95 px", "over threshold"):
         table.add_column(col, justify="right")
     for key, label, flagged in (("scene_shift", "scenes (median over tiles)", s["scenes_flagged"]),
-                                ("tile_shift", "tiles (median over dates)", s["tiles_flagged"])):
+                                ("tile_shift", "tiles (after scene shifts)", s["tiles_flagged"])):
         v = s[key]
         table.add_row(label, *[("-" if v[k] is None else f"{v[k]:.3f}") for k in ("median_m", "p95_m", "median_px", "p95_px")],
                       str(flagged))
@@ -251,8 +251,8 @@ def _print_alignment(report: dict) -> None:
         out.print(f"... {len(problems) - 20} more in the report", highlight=False)
     flagged = [(k, v) for k, v in report["scenes"].items() if v["flagged"]]
     for name, v in flagged[:10]:
-        out.print(f"[yellow]scene[/] {name}: ({v['dx']:+.2f}, {v['dy']:+.2f}) m = {v['shift_px']:.2f} px over "
-                  f"{v['tiles']} tiles", highlight=False)
+        out.print(f"[yellow]scene[/] {name}: ({v['dx']:+.2f}, {v['dy']:+.2f}) m = {v['shift_px']:.2f} px from "
+                  f"{v['estimates']} tile estimates", highlight=False)
     out.print(("[green]PASSED[/]" if s["passed"] else "[red]FAILED[/]") + f"  report {report.get('report_path', '')}"
               + (f"  pictures {', '.join(report['pictures'])}" if report.get("pictures") else ""), highlight=False,
               soft_wrap=True)
@@ -279,19 +279,21 @@ def verify_alignment_command(
     good_px: float = typer.Option(0.2, help="Shifts under this count as good."),
     sample: Optional[int] = typer.Option(None, help="Check only N tiles (a deterministic sample)."),
     workers: int = typer.Option(2, help="Worker processes (0: in this process)."),
-    pair: str = typer.Option("nir", help="Band pair: nir (VHR NIR vs B08) or red (VHR red vs B04)."),
+    pair: str = typer.Option("both", help="Sentinel-2 band(s) the aerial bands are fitted to: nir (B08), red (B04) or both."),
+    sentinel_lattice: str = typer.Option("auto", help="Lattice (m) the Sentinel series was bilinearly resampled from: "
+                                                      "auto (10 for our builds), none, or metres."),
 ) -> None:
     """Check a dataset's format and measure VHR / Sentinel-2 misregistration per tile and per scene.
     Exits 1 when a format problem is found or a scene or tile is over --max-shift-px."""
     from omnisat_data.verify_alignment import VerifyConfig
 
     try:
-        if pair not in ("nir", "red"):
-            raise ValueError(f"--pair {pair!r}: choose nir or red")
+        if pair not in ("nir", "red", "both"):
+            raise ValueError(f"--pair {pair!r}: choose nir, red or both")
         if sample is not None and sample < 1:
             raise ValueError("--sample must be at least 1")
         cfg = VerifyConfig(dataset=dataset, format=format, report=report, png=png, max_shift_px=max_shift_px,
-                           good_px=good_px, sample=sample, workers=workers, pair=pair)
+                           good_px=good_px, sample=sample, workers=workers, pair=pair, lattice=sentinel_lattice)
         result = _verify(cfg)
     except _known_errors() as exc:
         fail(str(exc))

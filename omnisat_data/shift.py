@@ -37,21 +37,23 @@ class ShiftEstimate:
 
 
 def summed_area(image: np.ndarray) -> np.ndarray:
-    """S[i, j] = sum of image[:i, :j] (float64, shape (H+1, W+1))."""
-    s = np.zeros((image.shape[0] + 1, image.shape[1] + 1))
-    s[1:, 1:] = np.cumsum(np.cumsum(image.astype(np.float64), axis=0), axis=1)
+    """S[..., i, j] = sum of image[..., :i, :j] (float64, shape (..., H+1, W+1))."""
+    s = np.zeros(image.shape[:-2] + (image.shape[-2] + 1, image.shape[-1] + 1))
+    s[..., 1:, 1:] = np.cumsum(np.cumsum(image.astype(np.float64), axis=-2), axis=-1)
     return s
 
 
 def _sat_at(s: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Bilinear interpolation of the summed-area table: exact for the piecewise-constant image."""
-    h, w = s.shape[0] - 1, s.shape[1] - 1
+    h, w = s.shape[-2] - 1, s.shape[-1] - 1
     inside = (r >= 0) & (r <= h) & (c >= 0) & (c <= w)
     r, c = np.clip(r, 0, h), np.clip(c, 0, w)
     r0, c0 = np.minimum(np.floor(r).astype(int), h - 1), np.minimum(np.floor(c).astype(int), w - 1)
     fr, fc = r - r0, c - c0
-    v = (s[r0, c0] * (1 - fr) * (1 - fc) + s[r0 + 1, c0] * fr * (1 - fc)
-         + s[r0, c0 + 1] * (1 - fr) * fc + s[r0 + 1, c0 + 1] * fr * fc)
+    flat = s.reshape(s.shape[:-2] + (-1,))
+    i = r0 * (w + 1) + c0  # flat indices: one gather per corner, cheaper than 2-D fancy indexing
+    v = ((flat[..., i] * (1 - fc) + flat[..., i + 1] * fc) * (1 - fr)
+         + (flat[..., i + w + 1] * (1 - fc) + flat[..., i + w + 2] * fc) * fr)
     return np.where(inside, v, np.nan)
 
 
@@ -60,68 +62,108 @@ def box_means(s: np.ndarray, origin: tuple[float, float], block: float, shape: t
     """Mean of the VHR image over each coarse pixel's footprint, displaced by shift_px (rows, cols) in
     VHR pixels (scalars, or arrays of shape (T, 1, 1) for T displacements at once); NaN where the
     footprint leaves the image."""
-    rows = origin[0] + np.asarray(shift_px[0]) + block * np.arange(shape[0])[:, None] + np.zeros(shape)
-    cols = origin[1] + np.asarray(shift_px[1]) + block * np.arange(shape[1])[None, :] + np.zeros(shape)
-    total = (_sat_at(s, rows + block, cols + block) - _sat_at(s, rows, cols + block)
-             - _sat_at(s, rows + block, cols) + _sat_at(s, rows, cols))
+    # Neighbouring boxes share corners: sample the table once on the (h+1) x (w+1) lattice of corners.
+    rows = origin[0] + np.asarray(shift_px[0]) + block * np.arange(shape[0] + 1)[:, None]
+    cols = origin[1] + np.asarray(shift_px[1]) + block * np.arange(shape[1] + 1)[None, :]
+    rows, cols = np.broadcast_arrays(rows, cols)
+    corners = _sat_at(s, rows, cols)
+    total = corners[..., 1:, 1:] - corners[..., :-1, 1:] - corners[..., 1:, :-1] + corners[..., :-1, :-1]
     return total / (block * block)
 
 
+def model_means(s: np.ndarray, origin: tuple[float, float], block: float, shape: tuple[int, int],
+                shift_px: tuple = (0.0, 0.0), lattice: tuple[float, float] | None = None) -> np.ndarray:
+    """What the coarse image should hold: box means on the coarse grid itself (`lattice` None), or box
+    means on the sensor's own pixel lattice, bilinearly interpolated onto the coarse grid (how a build
+    resamples a scene onto a tile grid). `lattice` = (fy, fx): the grid's fractional offset from the
+    lattice in coarse pixels (the lattice pixel holding a grid pixel's centre starts fy, fx pixels
+    above / left of it)."""
+    if lattice is None:
+        return box_means(s, origin, block, shape, shift_px)
+    fy, fx = lattice
+    big = box_means(s, (origin[0] - fy * block, origin[1] - fx * block), block, (shape[0] + 1, shape[1] + 1),
+                    shift_px)
+    top = big[..., :-1, :-1] * (1 - fx) + big[..., :-1, 1:] * fx
+    bottom = big[..., 1:, :-1] * (1 - fx) + big[..., 1:, 1:] * fx
+    return top * (1 - fy) + bottom * fy
+
+
 def _solve(a: np.ndarray, m: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Batched weighted least squares: a (T, N, K), m (T, N), w (T, N) in {0, 1} -> (T, K); NaN if singular."""
+    """Batched weighted least squares: a (T, N, K), m (T, N), w (T, N) in {0, 1} -> (T, K)."""
     a = a * w[..., None]
     scale = np.sqrt((a * a).sum(axis=1))  # column norms: solve in standardised units
     scale[scale == 0] = 1.0
     a = a / scale[:, None, :]
     ata = np.einsum("tnk,tnl->tkl", a, a)
     atb = np.einsum("tnk,tn->tk", a, m * w)
-    out = np.full(atb.shape, np.nan)
-    ok = np.abs(np.linalg.det(ata)) > 1e-12
-    out[ok] = np.linalg.solve(ata[ok], atb[ok][..., None])[..., 0]
+    # pseudo-inverse: nearly collinear regressors (VHR bands) get the minimum-norm solution, not a failure
+    out = np.einsum("tkl,tl->tk", np.linalg.pinv(ata, rcond=1e-10, hermitian=True), atb)
     return out / scale
 
 
-def estimate_shifts(vhr: np.ndarray, targets: np.ndarray, vhr_res: float, origin: tuple[float, float],
-                    block: float, iterations: int = 8, sat: np.ndarray | None = None) -> list[ShiftEstimate]:
-    """Shift of each coarse image in `targets` (T, h, w; NaN = masked) relative to `vhr` (one band, fine).
+def _gauss_newton_step(sats, targets, d, origin, block, vhr_res, lattice):
+    """Design matrix (T, N, 4), pixel weights (T, N) and fit (T, 4) = (gain, offset, a_x, a_y) at shifts d
+    (T, 2): target ~ gain * P + offset + a . dP/dd, P the VHR bands mapped linearly onto the target."""
+    t, k = len(targets), len(sats)
+    step = 0.1 * block  # VHR pixels: derivatives over +-1/10 coarse pixel
+    # ground at (x - dx, y - dy): columns move by -dx, rows (southward) by +dy
+    rows, cols = d[:, 1, None, None] / vhr_res, -d[:, 0, None, None] / vhr_res
+    # the model and its four neighbours for the derivatives, in one evaluation: (K, 5, T, h, w)
+    offsets = np.array([(0, 0), (0, -step), (0, step), (step, 0), (-step, 0)])[:, :, None, None, None]
+    five = model_means(sats, origin, block, targets.shape[1:], (rows + offsets[:, 0], cols + offsets[:, 1]), lattice)
+    r = five[:, 0]
+    jx = (five[:, 1] - five[:, 2]) / (2 * step * vhr_res)
+    jy = (five[:, 3] - five[:, 4]) / (2 * step * vhr_res)
+    valid = np.isfinite(targets) & np.isfinite(five).all(axis=(0, 1))
+    w = valid.reshape(t, -1).astype(float)
+    flat = lambda x: np.nan_to_num(x.reshape(k, t, -1).transpose(1, 2, 0))  # (T, N, K)
+    m = np.nan_to_num(targets.reshape(t, -1))
+    if k > 1:  # the spectral map: target ~ sum_k g_k R_k + o
+        g = np.nan_to_num(_solve(np.concatenate([flat(r), np.ones((t, w.shape[1], 1))], axis=2), m, w)[:, :-1])
+        comp = lambda x: np.einsum("tnk,tk->tn", flat(x), g)
+    else:
+        comp = lambda x: flat(x)[..., 0]
+    a = np.stack([comp(r), np.ones((t, w.shape[1])), comp(jx), comp(jy)], axis=-1)
+    return a, w, _solve(a, m, w)
 
-    `origin`: VHR pixel (row, col) of the coarse grid's top-left corner; `block`: VHR pixels per coarse
-    pixel. All T estimates are iterated together (vectorised). Each comes with its quality figures;
-    `ok` is False, with a reason, when it is unreliable.
+
+def estimate_shifts(vhr: np.ndarray, targets: np.ndarray, vhr_res: float, origin: tuple[float, float],
+                    block: float, iterations: int = 8, lattice: tuple[float, float] | None = None) -> list[ShiftEstimate]:
+    """Shift of each coarse image in `targets` (T, h, w; NaN = masked) relative to `vhr` ((H, W) or (K, H, W)).
+
+    With K VHR bands, each step first maps them linearly onto the target (per date: K gains and an
+    offset), which absorbs differences of spectral response and of phenology between land-cover
+    classes that a single gain cannot, then fits the shift on that composite. `origin`: VHR pixel
+    (row, col) of the coarse grid's top-left corner; `block`: VHR pixels per coarse pixel; `lattice`:
+    see `model_means`. All T estimates are iterated together (vectorised); each comes with its quality
+    figures, and `ok` False with a reason when it is unreliable.
     """
-    s = summed_area(vhr) if sat is None else sat
+    sats = summed_area(vhr[None] if vhr.ndim == 2 else vhr)  # (K, H+1, W+1): all bands in one array
     targets = np.asarray(targets, dtype=np.float64)
     t, shape = targets.shape[0], targets.shape[1:]
+    n_pix = shape[0] * shape[1]
     coarse = block * vhr_res
-    step = 0.1 * block  # VHR pixels: derivatives over +-1/10 coarse pixel
-    d = np.zeros((2, t, 1, 1))  # dx, dy in metres
+    d = np.zeros((t, 2))  # dx, dy in metres
+    a, w, coef = np.zeros((t, n_pix, 4)), np.zeros((t, n_pix)), np.full((t, 4), np.nan)
     diverged = np.zeros(t, bool)
+    active = np.ones(t, bool)  # frames still moving: converged ones leave the loop
+    m = targets.reshape(t, -1)
     for _ in range(iterations):
-        # ground at (x - dx, y - dy): columns move by -dx, rows (southward) by +dy
-        rows, cols = d[1] / vhr_res, -d[0] / vhr_res
-        r = box_means(s, origin, block, shape, (rows, cols))
-        jx = (box_means(s, origin, block, shape, (rows, cols - step))
-              - box_means(s, origin, block, shape, (rows, cols + step))) / (2 * step * vhr_res)
-        jy = (box_means(s, origin, block, shape, (rows + step, cols))
-              - box_means(s, origin, block, shape, (rows - step, cols))) / (2 * step * vhr_res)
-        valid = np.isfinite(targets) & np.isfinite(r) & np.isfinite(jx) & np.isfinite(jy)
-        a = np.stack([r, np.ones_like(r), jx, jy], axis=-1).reshape(t, -1, 4)
-        w = valid.reshape(t, -1).astype(float)
-        a = np.nan_to_num(a)
-        m = np.nan_to_num(targets.reshape(t, -1))
-        coef = _solve(a, m, w)
-        gain = coef[:, 0]
-        step_d = coef[:, 2:4] / np.where(np.abs(gain) > 1e-9, gain, np.nan)[:, None]
-        step_d = np.where(np.isfinite(step_d) & ~diverged[:, None], step_d, 0.0)
-        d = d + step_d.T[:, :, None, None]
-        diverged |= np.hypot(d[0, :, 0, 0], d[1, :, 0, 0]) > MAX_SHIFT_PX * coarse
-        if np.all(np.hypot(step_d[:, 0], step_d[:, 1]) < 1e-4 * coarse):
+        idx = np.flatnonzero(active)
+        if not len(idx):
             break
+        a[idx], w[idx], coef[idx] = _gauss_newton_step(sats, targets[idx], d[idx], origin, block, vhr_res, lattice)
+        gain = coef[idx, 0]
+        step_d = coef[idx, 2:4] / np.where(np.abs(gain) > 1e-9, gain, np.nan)[:, None]
+        step_d = np.where(np.isfinite(step_d), step_d, 0.0)
+        d[idx] += step_d
+        diverged[idx] |= np.hypot(d[idx, 0], d[idx, 1]) > MAX_SHIFT_PX * coarse
+        active[idx] = ~diverged[idx] & (np.hypot(step_d[:, 0], step_d[:, 1]) >= 1e-4 * coarse)
     out = []
     for k in range(t):
         n = int(w[k].sum())
-        dx, dy = float(d[0, k, 0, 0]), float(d[1, k, 0, 0])
-        if n < MIN_PIXELS:
+        dx, dy = float(d[k, 0]), float(d[k, 1])
+        if n < MIN_PIXELS + len(sats) - 1:
             out.append(ShiftEstimate(dx, dy, np.nan, np.nan, np.nan, np.inf, n, False, f"{n} usable pixels"))
             continue
         if diverged[k] or not np.isfinite(coef[k]).all():

@@ -34,8 +34,17 @@ class VerifyConfig:
     good_px: float = 0.2  # spec: under 0.2 px is good
     sample: int | None = None  # check this many tiles (a deterministic sample)
     workers: int = 2
-    pair: str = "nir"  # VHR/S2 band pair: nir (NIR vs B08) or red (red vs B04)
+    pair: str = "both"  # Sentinel-2 band the aerial bands are mapped onto: nir (B08), red (B04) or both
     worst: int = 4  # quick-looks of this many worst tiles
+    # The Sentinel pixel lattice (metres, in the tile CRS) the dataset was resampled from, bilinearly:
+    # "auto" = 10 for our builds (they say so in stac/collection.json), else none (the grid is the lattice).
+    lattice: str = "auto"
+
+    @property
+    def lattice_m(self) -> float | None:
+        if self.lattice == "auto":
+            return 10.0 if (Path(self.dataset) / "stac" / "collection.json").is_file() else None
+        return None if self.lattice == "none" else float(self.lattice)
 
     @property
     def report_path(self) -> Path:
@@ -53,9 +62,9 @@ def sample_names(names: list[str], n: int | None) -> list[str]:
     return sorted(sorted(names, key=lambda s: hashlib.sha256(s.encode()).hexdigest())[:n])
 
 
-def _check_chunk(root: str, names: list[str], pair: str) -> list[TileCheck]:
+def _check_chunk(root: str, names: list[str], pair: str, lattice_m: float | None) -> list[TileCheck]:
     layout = Layout.of(Path(root))
-    return [check_tile(layout, name, pair) for name in names]
+    return [check_tile(layout, name, pair, lattice_m) for name in names]
 
 
 def check_tiles(cfg: VerifyConfig, names: list[str], progress: Callable[[int, int], None] | None) -> list[TileCheck]:
@@ -63,13 +72,14 @@ def check_tiles(cfg: VerifyConfig, names: list[str], progress: Callable[[int, in
     out: list[TileCheck] = []
     if cfg.workers <= 0:
         for chunk in chunks:
-            out += _check_chunk(str(cfg.dataset), chunk, cfg.pair)
+            out += _check_chunk(str(cfg.dataset), chunk, cfg.pair, cfg.lattice_m)
             if progress:
                 progress(len(out), len(names))
         return out
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
-        for result in pool.map(_check_chunk, [str(cfg.dataset)] * len(chunks), chunks, [cfg.pair] * len(chunks)):
+        n = len(chunks)
+        for result in pool.map(_check_chunk, [str(cfg.dataset)] * n, chunks, [cfg.pair] * n, [cfg.lattice_m] * n):
             out += result
             if progress:
                 progress(len(out), len(names))
@@ -101,13 +111,18 @@ def quicklooks(cfg: VerifyConfig, report: dict, layout: Layout) -> list[Path]:
         frame = int(np.argmin(np.where(np.isnan(s2[:, 6]).any(axis=(1, 2)), np.inf, cloud)))
         tile = report["tiles"][name]
         paths.append(plot_tile(aerial, res, s2[frame, 6], (tile["dx"], tile["dy"]),
-                               f"{name}: median shift {shift_m:.1f} m over {tile['accepted']} dates",
+                               f"{name}: {shift_m:.1f} m off once scene shifts are taken out ({tile['accepted']} estimates)",
                                cfg.png_dir / f"tile_{name}.png"))
     return paths
 
 
 def plan(cfg: VerifyConfig) -> tuple[Layout, list[str]]:
     """The dataset's layout and all its tile names; one clear error when it is not a dataset."""
+    if cfg.lattice not in ("auto", "none"):
+        try:
+            float(cfg.lattice)
+        except ValueError:
+            raise ValueError(f"--sentinel-lattice {cfg.lattice!r}: auto, none or metres") from None
     if cfg.format not in FORMATS:
         raise ValueError(f"--format {cfg.format}: verification of this format lands with its build "
                          f"(supported: {', '.join(FORMATS)})")
@@ -126,7 +141,7 @@ def verify(cfg: VerifyConfig, progress: Callable[[int, int], None] | None = None
     checks = check_tiles(cfg, chosen, progress)
     report = summarise(checks, cfg.max_shift_px, cfg.good_px)
     report["summary"].update(dataset=str(cfg.dataset), format=cfg.format, pair=cfg.pair,
-                             tiles_in_dataset=len(names))
+                             sentinel_lattice_m=cfg.lattice_m, tiles_in_dataset=len(names))
     report["per_tile_estimates"] = {c.name: c.shifts for c in checks}
     write_json(cfg.report_path, report)
     from .verify_plots import plot_shifts

@@ -36,7 +36,7 @@ def plot_shifts(report: dict, path: Path) -> Path:
         ax.add_patch(plt.Circle((0, 0), px * res, fill=False, ls=style, color="gray"))
     lim = max(6.0, float(np.abs(np.concatenate([dx, dy, [0]])).max()) * 1.15)
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel="dx (m, east)", ylabel="dy (m, north)",
-           title=f"Sentinel-2 scene shifts vs VHR ({len(dx)} scenes, median over tiles)")
+           title=f"Sentinel-2 scene shifts vs VHR ({len(dx)} scenes)")
     ax.axhline(0, color="lightgray", lw=0.8)
     ax.axvline(0, color="lightgray", lw=0.8)
     ax.legend(loc="upper right", fontsize=8)
@@ -44,7 +44,7 @@ def plot_shifts(report: dict, path: Path) -> Path:
     hx.hist(tiles / res, bins=30, color="tab:blue")
     for px, style in ((thresholds["good"], ":"), (thresholds["suspect"], "--")):
         hx.axvline(px, ls=style, color="gray")
-    hx.set(xlabel="tile shift (10 m pixels, median over dates)", ylabel="tiles",
+    hx.set(xlabel="tile shift once scene shifts are taken out (10 m pixels)", ylabel="tiles",
            title=f"{len(tiles)} tiles, median {np.median(tiles) / res if len(tiles) else float('nan'):.2f} px")
     fig.tight_layout()
     out = _save(fig, path)

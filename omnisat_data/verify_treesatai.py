@@ -26,7 +26,6 @@ from .tile import centred_grid
 S2_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 DATASETS = {"sen-2-data": 4, "sen-2-masks": 4, "sen-2-products": 1, "sen-1-asc-data": 4, "sen-1-asc-products": 1,
             "sen-1-des-data": 4, "sen-1-des-products": 1}
-AERIAL_BAND = {"nir": 0, "red": 3}  # TreeSatAI CIR order: NIR, G, B, R
 S2_PAIR = {"nir": S2_BANDS.index("B08"), "red": S2_BANDS.index("B04")}
 DATE_TOKEN = {"sen-2": 2, "sen-1-asc": 4, "sen-1-des": 4}
 SENTINEL_RES = 10.0
@@ -216,22 +215,34 @@ def check_manifest(layout: Layout, name: str, grid: Grid, problems: list[str]) -
 
 
 def estimate_tile_shifts(aerial: np.ndarray, grid: Grid, s2: np.ndarray, masks: np.ndarray | None,
-                         products, pair: str = "nir", max_mask: float = 10.0) -> list[dict]:
-    """One shift estimate per Sentinel-2 date: aerial band box-averaged onto the centred 6 x 6 grid vs the
-    paired S2 band, pixels with snow or cloud probability above `max_mask` masked."""
+                         products, pair: str = "both", max_mask: float = 10.0, lattice_m: float | None = 10.0) -> list[dict]:
+    """One shift estimate per Sentinel-2 date: the four aerial bands box-averaged onto the centred 6 x 6
+    grid and mapped linearly onto the paired S2 band (B08 for nir, B04 for red, both: one estimate each),
+    pixels with snow or
+    cloud probability above `max_mask` masked. `lattice_m`: the Sentinel pixel lattice in the tile's
+    CRS (10 m: multiples of 10 m, as UTM Sentinel-2 tiles), from which a build resamples bilinearly
+    onto the tile grid; None compares with box averages on the tile grid itself."""
     res = abs(grid.transform.a)
     block = SENTINEL_RES / res
     origin = ((grid.height - 6 * block) / 2, (grid.width - 6 * block) / 2)
-    targets = s2[:, S2_PAIR[pair]].astype(np.float64)
+    lattice = None
+    if lattice_m:
+        tile = centred_grid(grid, (6, 6))
+        lattice = ((-tile.transform.f / lattice_m) % 1.0, (tile.transform.c / lattice_m) % 1.0)
+    bands = ("nir", "red") if pair == "both" else (pair,)
+    targets = np.concatenate([s2[:, S2_PAIR[b]] for b in bands]).astype(np.float64)  # every band in one call
     if masks is not None and len(masks) == len(s2):
-        targets = np.where((masks[:, :2] > max_mask).any(axis=1), np.nan, targets)
-    estimates = estimate_shifts(aerial[AERIAL_BAND[pair]].astype(np.float64), targets, res, origin, block)
-    return [{"product": str(p), "dx": round(e.dx, 4), "dy": round(e.dy, 4), "r2": round(e.r2, 4) if np.isfinite(e.r2) else None,
+        cloudy = (masks[:, :2] > max_mask).any(axis=1)
+        targets = np.where(np.concatenate([cloudy] * len(bands)), np.nan, targets)
+    estimates = estimate_shifts(aerial.astype(np.float64), targets, res, origin, block, lattice=lattice)
+    labels = [(str(p), S2_BANDS[S2_PAIR[b]]) for b in bands for p in products]
+    return [{"product": p, "band": band, "dx": round(e.dx, 4), "dy": round(e.dy, 4),
+             "r2": round(e.r2, 4) if np.isfinite(e.r2) else None,
              "condition": round(e.condition, 2) if np.isfinite(e.condition) else None, "pixels": e.pixels,
-             "ok": e.ok, "reason": e.reason} for p, e in zip(products, estimates)]
+             "ok": e.ok, "reason": e.reason} for (p, band), e in zip(labels, estimates)]
 
 
-def check_tile(layout: Layout, name: str, pair: str = "nir") -> TileCheck:
+def check_tile(layout: Layout, name: str, pair: str = "both", lattice_m: float | None = 10.0) -> TileCheck:
     check = TileCheck(name)
     aerial, grid = check_aerial(layout, name, check.problems)
     h5_path = layout.sentinel / f"{name}.h5"
@@ -254,7 +265,8 @@ def check_tile(layout: Layout, name: str, pair: str = "nir") -> TileCheck:
             check.nodata[series] = round(float(np.isnan(data).mean()), 4)
     s2, products = arrays.get("sen-2-data"), arrays.get("sen-2-products")
     if aerial is not None and s2 is not None and products is not None and len(s2) == len(products) and len(s2):
-        check.shifts = estimate_tile_shifts(aerial, grid, s2, arrays.get("sen-2-masks"), products, pair)
+        check.shifts = estimate_tile_shifts(aerial, grid, s2, arrays.get("sen-2-masks"), products, pair,
+                                            lattice_m=lattice_m)
     return check
 
 
@@ -270,31 +282,37 @@ def _stats(values: np.ndarray) -> dict:
 
 def summarise(checks: list[TileCheck], max_shift_px: float = 0.5, good_px: float = 0.2,
               min_estimates: int = 3) -> dict:
-    """Per-scene and per-tile medians of the accepted estimates, flags over `max_shift_px`, summary."""
+    """Pool the accepted estimates: per scene, the median over its tiles (its geolocation error); per
+    tile, the median over its dates of (estimate - that scene's shift), i.e. what stays once every
+    scene's own error is taken out (a misplaced VHR tile, a wrong grid). Flags over `max_shift_px`."""
     scenes: dict[str, list[tuple[float, float]]] = {}
-    tiles = {}
     for c in checks:
-        accepted = [(s["dx"], s["dy"]) for s in c.shifts if s["ok"]]
         for s in c.shifts:
             if s["ok"]:
                 scenes.setdefault(s["product"], []).append((s["dx"], s["dy"]))
-        entry = {"estimates": len(c.shifts), "accepted": len(accepted), "nodata": c.nodata, "problems": c.problems}
-        if len(accepted) >= min_estimates:
-            dx, dy = np.median(np.array(accepted), axis=0)
-            entry.update(dx=round(float(dx), 3), dy=round(float(dy), 3), shift_m=round(float(np.hypot(dx, dy)), 3))
-            entry["flagged"] = entry["shift_m"] > max_shift_px * SENTINEL_RES
-        else:
-            entry["flagged"] = False
-        tiles[c.name] = entry
     scene_out = {}
     for product, values in sorted(scenes.items()):
         if len(values) < min_estimates:
             continue
         dx, dy = np.median(np.array(values), axis=0)
         shift = float(np.hypot(dx, dy))
-        scene_out[product] = {"tiles": len(values), "dx": round(float(dx), 3), "dy": round(float(dy), 3),
+        scene_out[product] = {"estimates": len(values), "dx": round(float(dx), 3), "dy": round(float(dy), 3),
                               "shift_m": round(shift, 3), "shift_px": round(shift / SENTINEL_RES, 4),
                               "flagged": shift > max_shift_px * SENTINEL_RES}
+    tiles = {}
+    for c in checks:
+        accepted = [s for s in c.shifts if s["ok"]]
+        # a scene seen by too few tiles to pool (a small sample, one tile) counts as unshifted
+        zero = {"dx": 0.0, "dy": 0.0}
+        residuals = [(s["dx"] - scene_out.get(s["product"], zero)["dx"], s["dy"] - scene_out.get(s["product"], zero)["dy"])
+                     for s in accepted]
+        entry = {"estimates": len(c.shifts), "accepted": len(accepted), "nodata": c.nodata, "problems": c.problems,
+                 "flagged": False}
+        if len(residuals) >= min_estimates:
+            dx, dy = np.median(np.array(residuals), axis=0)
+            entry.update(dx=round(float(dx), 3), dy=round(float(dy), 3), shift_m=round(float(np.hypot(dx, dy)), 3))
+            entry["flagged"] = entry["shift_m"] > max_shift_px * SENTINEL_RES
+        tiles[c.name] = entry
     tile_shifts = np.array([t["shift_m"] for t in tiles.values() if "shift_m" in t])
     scene_shifts = np.array([s["shift_m"] for s in scene_out.values()])
     problems = [p for c in checks for p in c.problems]
@@ -304,6 +322,7 @@ def summarise(checks: list[TileCheck], max_shift_px: float = 0.5, good_px: float
         "tiles_flagged": sum(1 for t in tiles.values() if t["flagged"]),
         "scenes_flagged": sum(1 for s in scene_out.values() if s["flagged"]),
         "tiles_good": int((tile_shifts <= good_px * SENTINEL_RES).sum()),
+        "scenes_good": int((scene_shifts <= good_px * SENTINEL_RES).sum()),
         "thresholds_px": {"good": good_px, "suspect": max_shift_px},
         "estimates": sum(len(c.shifts) for c in checks), "estimates_accepted": sum(t["accepted"] for t in tiles.values()),
     }
