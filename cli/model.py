@@ -46,3 +46,89 @@ def convert_checkpoint(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{source} -> {target} ({direction})")
+
+
+train_app = typer.Typer(help="Pretrain, fine-tune or linearly probe OmniSat on a TreeSatAI-TS tree "
+                             "(one process, or several with torchrun).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+def _train(task: str, config: Path | None, overrides: dict) -> None:
+    import json
+
+    from omnisat_model.train import TrainError, fit, load_config, prepare
+
+    try:
+        cfg = load_config(task, config, **overrides)
+        run = prepare(cfg)
+    except TrainError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True)) as bar:
+        job = bar.add_task(f"{task} epochs", total=cfg.epochs)
+
+        def report(done: int, total: int, record: dict) -> None:
+            v = record["val"]
+            extra = f" val F1 macro {v['f1_macro']:.3f}" if "f1_macro" in v else ""
+            bar.update(job, completed=done, description=f"{task}: val loss {v['loss']:.4f}{extra}, "
+                                                        f"{record['samples_per_s']:.1f} samples/s")
+        try:
+            result = fit(run, progress=report if run.rt.main else None)
+        except (TrainError, FloatingPointError) as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+    if run.rt.main:
+        summary = {"out": str(cfg.out), "epochs": len(result["history"]), "best": result["best"]}
+        if "test" in result:
+            summary["test"] = {k: result["test"][k] for k in ("f1_macro", "f1_micro", "f1_weighted", "loss")}
+        typer.echo(json.dumps(summary))
+
+
+def _options(data: Path | None, out: Path | None, modalities: str | None, model: str | None, init: Path | None,
+             epochs: int | None, batch_size: int | None, lr: float | None, precision: str | None, compile_: bool | None,
+             grad_clip: float | None, accumulate: int | None, seed: int | None, workers: int | None, resume: bool | None,
+             device: str | None) -> dict:
+    return dict(data=data, out=out, modalities=tuple(modalities.split(",")) if modalities else None, model=model,
+                init=init, epochs=epochs, batch_size=batch_size, lr=lr, precision=precision, compile=compile_,
+                grad_clip=grad_clip, accumulate=accumulate, seed=seed, workers=workers, resume=resume, device=device)
+
+
+def _command(task: str):
+    def command(
+        config: Path = typer.Option(None, help="TOML file with a [train] table (recipes/train-*.toml)."),
+        data: Path = typer.Option(None, help="TreeSatAI-TS tree."),
+        out: Path = typer.Option(None, help="Run folder (checkpoints, metrics.jsonl, curves.png, test.json)."),
+        modalities: str = typer.Option(None, help="Comma-separated: aerial,s2,s1-asc,s1-des."),
+        model: str = typer.Option(None, help="treesatai-ts (reference size) or treesatai-ts-small."),
+        init: Path = typer.Option(None, help="Pretraining checkpoint to start from (finetune, probe)."),
+        epochs: int = typer.Option(None),
+        batch_size: int = typer.Option(None, help="Global batch, split across processes."),
+        lr: float = typer.Option(None, help="Default: 1e-4 pretrain, 2e-4 finetune, 2e-3 probe."),
+        precision: str = typer.Option(None, help="fp32, tf32 or bf16."),
+        compile_: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
+        grad_clip: float = typer.Option(None, help="Clip the gradient norm."),
+        accumulate: int = typer.Option(None, help="Gradient accumulation steps."),
+        seed: int = typer.Option(None),
+        workers: int = typer.Option(None, help="DataLoader workers per process."),
+        resume: bool = typer.Option(None, "--resume/--no-resume", help="Continue from OUT/last.pt."),
+        device: str = typer.Option(None, help="auto, cuda or cpu."),
+    ) -> None:
+        _train(task, config, _options(data, out, modalities, model, init, epochs, batch_size, lr, precision, compile_,
+                                      grad_clip, accumulate, seed, workers, resume, device))
+
+    command.__doc__ = {"pretrain": "Self-supervised pretraining (masked reconstruction + contrastive).",
+                       "finetune": "Fine-tune encoder and linear head on the genus labels.",
+                       "probe": "Linear probing: a frozen pretrained encoder, a trained linear head."}[task]
+    return command
+
+
+for _task in ("pretrain", "finetune", "probe"):
+    train_app.command(_task)(_command(_task))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,183 @@
+"""TreeSatAI-TS for training: samples as OmniSat's reference loader builds them, and a zero-padding collate.
+
+A sample is a dict: "aerial" (4, 300, 300) float32 raw DN; per series "s2" (T, 10, 6, 6), "s1-asc",
+"s1-des" (T, 2, 6, 6) float32 with "<series>_dates" (T,) int64 day of year (1..366, from the product
+names); "label" (15,) float32 multi-hot (genus fraction > 0.07); "name". Tiles without any genus
+above the threshold are dropped, in every split, as the reference does.
+
+Evaluation is deterministic by default (centre 300 px crop, the first `max_dates` dates in time
+order when a series is longer, evenly spaced); `reference=True` gives the reference behaviour
+(random crop even at test time, a random unsorted subset of 50 dates).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import rasterio
+import torch
+
+GENERA = ("Abies", "Acer", "Alnus", "Betula", "Cleared", "Fagus", "Fraxinus", "Larix", "Picea", "Pinus", "Populus",
+          "Prunus", "Pseudotsuga", "Quercus", "Tilia")
+LABEL_THRESHOLD = 0.07
+CROP = 300
+SERIES_H5 = {"s2": "sen-2", "s1-asc": "sen-1-asc", "s1-des": "sen-1-des"}
+DATE_TOKEN = {"s2": 2, "s1-asc": 4, "s1-des": 4}
+MODALITIES = ("aerial", "s2", "s1-asc", "s1-des")
+
+
+class DataError(ValueError):
+    """The dataset cannot serve this run; the message names the file and what is wrong."""
+
+
+def day_of_year(product: str, token: int) -> int:
+    stamp = product.split("_")[token][:8]
+    return dt.datetime.strptime(stamp, "%Y%m%d").timetuple().tm_yday
+
+
+def multi_hot(entries: list, threshold: float = LABEL_THRESHOLD) -> np.ndarray:
+    out = np.zeros(len(GENERA), np.float32)
+    for genus, fraction in entries:
+        if genus not in GENERA:
+            raise DataError(f"unknown genus {genus!r} (TreeSatAI has {', '.join(GENERA)})")
+        if fraction > threshold:
+            out[GENERA.index(genus)] = 1.0
+    return out
+
+
+@dataclass(frozen=True)
+class TreeSatSample:
+    name: str
+    label: np.ndarray
+
+
+def read_split(root: Path, split: str) -> list[TreeSatSample]:
+    """The tiles of a split with at least one genus above the threshold; one clear error when a file is missing."""
+    root = Path(root)
+    lst = root / f"{split}_filenames.lst"
+    labels_path = root / "labels" / "TreeSatBA_v9_60m_multi_labels.json"
+    for path in (lst, labels_path):
+        if not path.is_file():
+            raise DataError(f"{path}: not found (is {root} a TreeSatAI-TS tree?)")
+    labels = json.loads(labels_path.read_text())
+    out = []
+    for line in lst.read_text().splitlines():
+        file = line.strip()
+        if not file:
+            continue
+        if file not in labels:
+            raise DataError(f"{labels_path}: no labels for {file} (listed in {lst.name})")
+        label = multi_hot(labels[file])
+        if label.any():
+            out.append(TreeSatSample(file.rsplit(".", 1)[0], label))
+    return out
+
+
+def check_modalities(root: Path, modalities: tuple[str, ...], samples: list[TreeSatSample]) -> None:
+    """Fail before training when a modality's files are absent (checked on the first tile)."""
+    unknown = set(modalities) - set(MODALITIES)
+    if unknown:
+        raise DataError(f"unknown modalities {sorted(unknown)}; TreeSatAI-TS has {', '.join(MODALITIES)}")
+    if not samples:
+        return
+    name = samples[0].name
+    if "aerial" in modalities and not (root / "aerial" / f"{name}.tif").is_file():
+        raise DataError(f"{root / 'aerial' / (name + '.tif')}: missing (modality aerial)")
+    series = [m for m in modalities if m != "aerial"]
+    if series:
+        h5 = root / "sentinel" / f"{name}.h5"
+        if not h5.is_file():
+            raise DataError(f"{h5}: missing (modalities {', '.join(series)})")
+        with h5py.File(h5, "r") as f:
+            for m in series:
+                if f"{SERIES_H5[m]}-data" not in f:
+                    raise DataError(f"{h5}: no {SERIES_H5[m]}-data (modality {m})")
+
+
+def _fill_nan(data: np.ndarray) -> np.ndarray:
+    """NaN -> the frame's per-channel spatial mean (OmniSat's preprocessing), 0 if a channel is all NaN."""
+    if not np.isnan(data).any():
+        return data
+    with np.errstate(invalid="ignore"):
+        count = (~np.isnan(data)).sum(axis=(2, 3), keepdims=True)
+        means = np.where(count > 0, np.nansum(data, axis=(2, 3), keepdims=True) / np.maximum(count, 1), 0.0)
+    return np.where(np.isnan(data), means, data).astype(np.float32)
+
+
+class TreeSatTS(torch.utils.data.Dataset):
+    def __init__(self, root: str | Path, split: str, modalities: tuple[str, ...], train: bool = False,
+                 max_dates: int = 50, reference: bool = False, seed: int = 0):
+        self.root = Path(root)
+        self.samples = read_split(self.root, split)
+        check_modalities(self.root, modalities, self.samples)
+        self.modalities = tuple(modalities)
+        self.train = train
+        self.max_dates = max_dates
+        self.reference = reference
+        self.seed = seed
+        self.epoch = 0  # random choices depend on (seed, epoch, index): reproducible, and resumable
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng((self.seed, self.epoch, index))
+
+    def _dates(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if n <= self.max_dates:
+            return np.arange(n)
+        if self.train or self.reference:
+            return rng.permutation(n)[: self.max_dates] if self.reference else np.sort(rng.permutation(n)[: self.max_dates])
+        return np.linspace(0, n - 1, self.max_dates).round().astype(int)  # deterministic, spread over the year
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        rng = self._rng(index)
+        out: dict = {"name": sample.name, "label": torch.from_numpy(sample.label)}
+        if "aerial" in self.modalities:
+            with rasterio.open(self.root / "aerial" / f"{sample.name}.tif") as src:
+                image = src.read().astype(np.float32)
+            h, w = image.shape[1:]
+            if self.train or self.reference:
+                r, c = int(rng.integers(0, h - CROP + 1)), int(rng.integers(0, w - CROP + 1))
+            else:
+                r, c = (h - CROP) // 2, (w - CROP) // 2
+            out["aerial"] = torch.from_numpy(np.ascontiguousarray(image[:, r : r + CROP, c : c + CROP]))
+        series = [m for m in self.modalities if m != "aerial"]
+        if series:
+            with h5py.File(self.root / "sentinel" / f"{sample.name}.h5", "r") as f:
+                for m in series:
+                    data = f[f"{SERIES_H5[m]}-data"][()].astype(np.float32)
+                    products = [p.decode() if isinstance(p, bytes) else str(p) for p in f[f"{SERIES_H5[m]}-products"][()]]
+                    keep = self._dates(len(products), rng)
+                    dates = np.array([day_of_year(products[k], DATE_TOKEN[m]) for k in keep], np.int64)
+                    out[m] = torch.from_numpy(_fill_nan(data[keep]))
+                    out[f"{m}_dates"] = torch.from_numpy(dates)
+        return out
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack; right-pad every series (and its dates, with 0 = padding) to the batch's longest."""
+    batch: dict = {"name": [s["name"] for s in samples], "label": torch.stack([s["label"] for s in samples])}
+    if "aerial" in samples[0]:
+        batch["aerial"] = torch.stack([s["aerial"] for s in samples])
+    for m in ("s2", "s1-asc", "s1-des"):
+        if m not in samples[0]:
+            continue
+        t = max(max(len(s[f"{m}_dates"]) for s in samples), 1)
+        first = samples[0][m]
+        data = torch.zeros((len(samples), t) + tuple(first.shape[1:]), dtype=first.dtype)
+        dates = torch.zeros((len(samples), t), dtype=torch.long)
+        for b, s in enumerate(samples):
+            n = len(s[f"{m}_dates"])
+            data[b, :n], dates[b, :n] = s[m], s[f"{m}_dates"]
+        batch[m], batch[f"{m}_dates"] = data, dates
+    return batch

@@ -1,0 +1,480 @@
+"""`omnisat train pretrain|finetune|probe`: the whole training flow, top to bottom, in one file.
+
+    setup -> data -> model -> optimizer -> (resume) -> loop: train, evaluate, schedule, checkpoint,
+    stop early -> test -> pictures
+
+One process, or several started by torchrun (DistributedDataParallel; gloo on CPU, nccl on GPU):
+each process takes `batch_size / world_size` samples of every global batch, metrics are summed
+across processes, rank 0 alone writes logs and checkpoints. The recipes of the reference (Adam
+1e-4 / 2e-4 / 2e-3, no weight decay, ReduceLROnPlateau x0.1 after 10 stagnant epochs on the
+validation loss, early stopping on the loss for pretraining and on macro F1 otherwise, seed 32) are
+the defaults of `TrainConfig` per task. Every random choice (sample order, crops, date subsets,
+masks) is keyed by (seed, epoch, step), so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .checkpoint import CheckpointError, config_to_dict, load_strict, read, save
+from .config import OmniSatConfig, preset
+from .data_treesatai import GENERA, DataError, TreeSatTS, collate
+from .metrics import counts, f1_scores
+from .model import OmniSatClassifier, OmniSatPretraining
+
+TASKS = ("pretrain", "finetune", "probe")
+DEFAULT_LR = {"pretrain": 1e-4, "finetune": 2e-4, "probe": 2e-3}
+DEFAULT_PATIENCE = {"pretrain": 40, "finetune": 10, "probe": 10}
+
+
+class TrainError(ValueError):
+    """A run that cannot start; the message names the field, file or checkpoint."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str  # pretrain | finetune | probe
+    data: Path  # a TreeSatAI-TS tree
+    out: Path  # run folder: checkpoints, metrics.jsonl, curves.png, test.json
+    modalities: tuple[str, ...] = ("aerial", "s2", "s1-asc")
+    model: str = "treesatai-ts"  # treesatai-ts (the reference) or treesatai-ts-small (CPU demos, tests)
+    init: Path | None = None  # finetune / probe: our pretraining checkpoint (or a converted reference one)
+    epochs: int = 200
+    min_epochs: int = 0  # no early stop before this epoch
+    batch_size: int = 2048  # global: split across processes
+    lr: float | None = None  # None: the reference's per task
+    weight_decay: float = 0.0
+    plateau_patience: int = 10
+    early_stop_patience: int | None = None  # None: 40 pretraining, 10 otherwise
+    precision: str = "fp32"  # fp32 | tf32 | bf16
+    compile: bool = False
+    grad_clip: float | None = None
+    accumulate: int = 1  # gradient accumulation steps per optimizer step
+    max_dates: int = 50
+    reference_transforms: bool = False  # random crop and unsorted date subsets at evaluation too
+    seed: int = 32
+    workers: int = 0  # DataLoader worker processes per training process
+    resume: bool = False
+    device: str = "auto"
+    dropout: float | None = None  # override every dropout / drop-path rate (0: deterministic checks)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise TrainError(f"task {self.task!r}: choose one of {', '.join(TASKS)}")
+        if self.precision not in ("fp32", "tf32", "bf16"):
+            raise TrainError(f"precision {self.precision!r}: choose fp32, tf32 or bf16")
+        if self.model not in ("treesatai-ts", "treesatai-ts-small"):
+            raise TrainError(f"model {self.model!r}: choose treesatai-ts or treesatai-ts-small")
+        if self.task != "pretrain" and self.init is None and self.task == "probe":
+            raise TrainError("probe: --init CHECKPOINT is required (a frozen random encoder probes nothing)")
+        for name in ("epochs", "batch_size", "accumulate", "max_dates"):
+            if getattr(self, name) < 1:
+                raise TrainError(f"{name} must be at least 1")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.task]
+
+    @property
+    def patience(self) -> int:
+        return self.early_stop_patience if self.early_stop_patience is not None else DEFAULT_PATIENCE[self.task]
+
+
+def load_config(task: str, toml_file: Path | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults, then a TOML file's [train] table, then explicit overrides (None = not given)."""
+    values: dict[str, Any] = {"task": task}
+    if toml_file is not None:
+        try:
+            table = tomllib.loads(Path(toml_file).read_text()).get("train", {})
+        except FileNotFoundError:
+            raise TrainError(f"{toml_file}: no such config") from None
+        except tomllib.TOMLDecodeError as error:
+            raise TrainError(f"{toml_file}: not valid TOML ({error})") from None
+        for key in ("data", "out", "init"):  # paths in a config file are relative to it
+            if isinstance(table.get(key), str) and not Path(table[key]).is_absolute():
+                table[key] = str((Path(toml_file).parent / table[key]).resolve())
+        values.update(table)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in values:
+        if key not in known:
+            raise TrainError(f"{toml_file or 'config'}: unknown field {key!r}")
+    for key in ("data", "out", "init"):
+        if values.get(key) is not None:
+            values[key] = Path(values[key])
+    if "modalities" in values:
+        values["modalities"] = tuple(values["modalities"])
+    for key in ("data", "out"):
+        if key not in values:
+            raise TrainError(f"{key} is required")
+    return TrainConfig(**values)
+
+
+def model_config(cfg: TrainConfig) -> OmniSatConfig:
+    config = preset("treesatai-ts", ("aerial", "s2", "s1-asc", "s1-des"))
+    if cfg.model == "treesatai-ts-small":  # width 64, 3 blocks: minutes on a CPU
+        series = tuple(dataclasses.replace(s, heads=4, mlp_in=(16, 32, 64), mlp=(64, 128, 64)) for s in config.series)
+        config = dataclasses.replace(config, vhr=dataclasses.replace(config.vhr, width=64), series=series,
+                                     embed_dim=64, depth=3, num_heads=4)
+    if cfg.dropout is not None:
+        p = cfg.dropout
+        series = tuple(dataclasses.replace(s, dropout=p, attention_dropout=p) for s in config.series)
+        config = dataclasses.replace(config, series=series, drop_rate=p, attn_drop_rate=p, drop_path_rate=p)
+    return config.with_modalities(*cfg.modalities)
+
+
+# -- setup ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Runtime:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(cfg: TrainConfig) -> Runtime:
+    """Processes from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), device, precision flags."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    use_cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
+    device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    torch.backends.cuda.matmul.allow_tf32 = cfg.precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = cfg.precision == "tf32"
+    if cfg.batch_size % world:
+        raise TrainError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    torch.manual_seed(cfg.seed)  # identical initial weights in every process
+    return Runtime(rank, world, device)
+
+
+def all_sum(rt: Runtime, values: torch.Tensor) -> torch.Tensor:
+    if rt.world > 1:
+        values = values.to(rt.device)
+        dist.all_reduce(values)
+    return values.cpu()
+
+
+# -- data ----------------------------------------------------------------------------------------------
+
+class EpochSampler(torch.utils.data.Sampler):
+    """This process's share of a permutation keyed by (seed, epoch); every process sees the same one."""
+
+    def __init__(self, n: int, rt: Runtime, seed: int, shuffle: bool, batch: int):
+        self.n, self.rt, self.seed, self.shuffle, self.batch = n, rt, seed, shuffle, batch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
+        if self.shuffle:  # drop_last, as the reference; every process gets the same number of samples
+            usable = len(order) // self.batch * self.batch or len(order) // self.rt.world * self.rt.world
+            order = order[:usable]
+        mine = []
+        for g in range(0, len(order), self.batch):  # global batch g: this process takes its contiguous share
+            chunk = order[g : g + self.batch]
+            bounds = np.linspace(0, len(chunk), self.rt.world + 1).round().astype(int)
+            mine.extend(int(i) for i in chunk[bounds[self.rt.rank] : bounds[self.rt.rank + 1]])
+        return iter(mine)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in iter(self))
+
+
+def loaders(cfg: TrainConfig, rt: Runtime) -> dict[str, tuple[TreeSatTS, torch.utils.data.DataLoader, EpochSampler]]:
+    out = {}
+    per_process = cfg.batch_size // rt.world
+    for split in ("train", "val", "test"):
+        ds = TreeSatTS(cfg.data, split, cfg.modalities, train=split == "train", max_dates=cfg.max_dates,
+                       reference=cfg.reference_transforms, seed=cfg.seed)
+        if not len(ds):
+            raise TrainError(f"{cfg.data}: split {split} has no tile with a genus above 0.07")
+        sampler = EpochSampler(len(ds), rt, cfg.seed, shuffle=split == "train", batch=cfg.batch_size)
+        loader = torch.utils.data.DataLoader(ds, batch_size=per_process, sampler=sampler, collate_fn=collate,
+                                             num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
+        out[split] = (ds, loader, sampler)
+    return out
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+# -- model ---------------------------------------------------------------------------------------------
+
+def build(cfg: TrainConfig, config: OmniSatConfig) -> nn.Module:
+    if cfg.task == "pretrain":
+        return OmniSatPretraining(config)
+    model = OmniSatClassifier(config, len(GENERA))
+    if cfg.init is not None:
+        payload = read_checkpoint(cfg.init)
+        trained = payload.get("train_config", {}).get("model")
+        if trained is not None and trained != cfg.model:
+            raise TrainError(f"{cfg.init}: a {trained} checkpoint; this run builds {cfg.model} (set model = \"{trained}\")")
+        state = {k[len("encoder."):]: v for k, v in payload["model"].items() if k.startswith("encoder.")}
+        # keep the projectors of this run's modalities (fine-tuning on a subset of the pretrained ones)
+        wanted = model.encoder.state_dict()
+        missing = sorted(set(wanted) - set(state))
+        if missing:
+            raise TrainError(f"{cfg.init}: the encoder lacks {missing[0]} (pretrained on other modalities or preset?)")
+        try:
+            load_strict(model.encoder, {k: state[k] for k in wanted}, str(cfg.init))
+        except ValueError as error:
+            raise TrainError(str(error)) from None
+    if cfg.task == "probe":
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+    return model
+
+
+def read_checkpoint(path: Path) -> dict:
+    if not Path(path).is_file():
+        raise TrainError(f"{path}: checkpoint not found")
+    try:
+        payload = read(path)
+    except CheckpointError as error:
+        raise TrainError(str(error)) from None
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise TrainError(f"{path}: not a checkpoint of `omnisat train` (convert reference ones with omnisat convert-checkpoint)")
+    return payload
+
+
+def autocast(cfg: TrainConfig, rt: Runtime):
+    if cfg.precision == "bf16":
+        return torch.autocast(rt.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def mask_generator(cfg: TrainConfig, rt: Runtime, epoch: int, step: int, split: str) -> torch.Generator:
+    """Pretraining masks keyed by (seed, split, epoch, step, rank): resumable, and the same validation masks every epoch."""
+    split_id = ("train", "val", "test").index(split)
+    key = np.random.SeedSequence([cfg.seed, split_id, epoch if split == "train" else 0, step, rt.rank])
+    return torch.Generator(device="cpu").manual_seed(int(key.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+
+
+# -- one pass over a split -----------------------------------------------------------------------------
+
+def run_epoch(cfg, rt, model, loader, epoch, optimizer=None, split="train") -> dict:
+    """Train (optimizer given) or evaluate; returns the mean loss (and F1 for classifiers) over all processes."""
+    training = optimizer is not None
+    if not training and hasattr(model, "module"):
+        model = model.module  # evaluation needs no gradient sync (and shards may differ in size)
+    model.train(training)
+    total = torch.zeros(2, dtype=torch.float64)  # loss sum, samples
+    confusion = torch.zeros(3, len(GENERA), dtype=torch.float64)
+    bce = nn.BCEWithLogitsLoss()
+    with torch.set_grad_enabled(training):
+        for step, batch in enumerate(loader):
+            batch = to_device(batch, rt.device)
+            with autocast(cfg, rt):
+                if cfg.task == "pretrain":
+                    noise = torch.rand(len(batch["label"]), _mask_tokens(model),
+                                       generator=mask_generator(cfg, rt, epoch, step, split)).to(rt.device)
+                    loss = model(batch, noise=noise).loss
+                else:
+                    logits = model(batch)
+                    loss = bce(logits.float(), batch["label"])
+                    confusion += counts(logits.detach().float().cpu(), batch["label"].cpu())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite {split} loss at epoch {epoch} step {step}")
+            if training:
+                (loss / cfg.accumulate).backward()
+                if (step + 1) % cfg.accumulate == 0 or step + 1 == len(loader):
+                    if cfg.grad_clip:
+                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+            n = len(batch["label"])
+            total += torch.tensor([float(loss.detach()) * n, n], dtype=torch.float64)
+    total = all_sum(rt, total)
+    out = {"loss": float(total[0] / max(total[1], 1)), "samples": int(total[1])}
+    if cfg.task != "pretrain":
+        scores = f1_scores(all_sum(rt, confusion))
+        out.update(scores)
+    return out
+
+
+def _mask_tokens(model: nn.Module) -> int:
+    config = (model.module if hasattr(model, "module") else model).config
+    return len(config.modalities) * config.num_patches
+
+
+# -- checkpoints and outputs ---------------------------------------------------------------------------
+
+def checkpoint_payload(cfg, model, optimizer, scheduler, epoch, state) -> dict:
+    core = model.module if hasattr(model, "module") else model
+    return {"model": core.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "epoch": epoch, "state": state, "rng": torch.get_rng_state(),
+            "train_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()},
+            "config": config_to_dict(core.config), "kind": "pretraining" if cfg.task == "pretrain" else "classifier",
+            "num_classes": None if cfg.task == "pretrain" else len(GENERA)}
+
+
+def write_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    has_f1 = "f1_macro" in history[0]["val"]
+    fig, axes = plt.subplots(1, 2 if has_f1 else 1, figsize=(10 if has_f1 else 5.5, 4))
+    ax = axes[0] if has_f1 else axes
+    ax.plot(epochs, [h["train"]["loss"] for h in history], label="train")
+    ax.plot(epochs, [h["val"]["loss"] for h in history], label="val")
+    ax.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax.legend()
+    if has_f1:
+        for key in ("f1_macro", "f1_micro", "f1_weighted"):
+            axes[1].plot(epochs, [h["val"][key] for h in history], label=f"val {key[3:]}")
+        axes[1].set(xlabel="epoch", ylabel="F1", ylim=(0, 1), title="validation F1 (threshold 0.5)")
+        axes[1].legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+# -- the run -------------------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """Everything a run holds between its steps (built by `prepare`, driven by `fit`)."""
+
+    cfg: TrainConfig
+    rt: Runtime
+    data: dict
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    state: dict
+    start: int
+
+
+def prepare(cfg: TrainConfig) -> Run:
+    """setup, data, model, optimizer and resume: every bad input fails here, before the first step."""
+    # setup
+    rt = setup(cfg)
+    if rt.main:
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+
+    # data
+    try:
+        data = loaders(cfg, rt)
+    except DataError as error:
+        raise TrainError(str(error)) from None
+
+    # model
+    model = build(cfg, model_config(cfg)).to(rt.device)
+    if cfg.compile:
+        model = torch.compile(model)
+    if rt.world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+
+    # optimizer
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1,
+                                                           patience=cfg.plateau_patience)
+    state, start = {"best": None, "stale": 0, "history": []}, 0
+
+    # resume
+    last = Path(cfg.out) / "last.pt"
+    if cfg.resume and last.is_file():
+        payload = read_checkpoint(last)
+        (model.module if hasattr(model, "module") else model).load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["rng"])
+        state, start = payload["state"], payload["epoch"] + 1
+    return Run(cfg, rt, data, model, optimizer, scheduler, state, start)
+
+
+def fit(run: Run, progress=None) -> dict:
+    """The epochs: train, evaluate, schedule, checkpoint, stop early; then test and pictures."""
+    cfg, rt, data, model, optimizer, scheduler, state = (run.cfg, run.rt, run.data, run.model, run.optimizer,
+                                                         run.scheduler, run.state)
+    out = Path(cfg.out)
+    monitor = "loss" if cfg.task == "pretrain" else "f1_macro"
+    t0 = time.perf_counter()
+    for epoch in range(run.start, cfg.epochs):
+        data["train"][0].set_epoch(epoch)
+        data["train"][2].set_epoch(epoch)
+        tick = time.perf_counter()
+        train_metrics = run_epoch(cfg, rt, model, data["train"][1], epoch, optimizer, "train")
+        val_metrics = run_epoch(cfg, rt, model, data["val"][1], epoch, None, "val")
+        scheduler.step(val_metrics["loss"])
+        value = val_metrics[monitor]
+        better = state["best"] is None or (value < state["best"] if monitor == "loss" else value > state["best"])
+        state["best"], state["stale"] = (value, 0) if better else (state["best"], state["stale"] + 1)
+        record = {"epoch": epoch, "train": train_metrics, "val": val_metrics, "lr": optimizer.param_groups[0]["lr"],
+                  "seconds": round(time.perf_counter() - tick, 3),
+                  "samples_per_s": round(train_metrics["samples"] / max(time.perf_counter() - tick, 1e-9), 2)}
+        state["history"].append(record)
+        if rt.main:
+            append_jsonl(out / "metrics.jsonl", record)
+            payload = checkpoint_payload(cfg, model, optimizer, scheduler, epoch, state)
+            save(out / "last.pt", payload)
+            if better:
+                save(out / "best.pt", payload)
+        if progress:
+            progress(epoch + 1, cfg.epochs, record)
+        if epoch + 1 >= cfg.min_epochs and state["stale"] >= cfg.patience:
+            break
+
+    # test (classifiers: the best checkpoint, as the reference)
+    result = {"history": state["history"], "best": {monitor: state["best"]}, "seconds": time.perf_counter() - t0}
+    if cfg.task != "pretrain":
+        if rt.world > 1:
+            dist.barrier()
+        best = read_checkpoint(out / "best.pt")
+        (model.module if hasattr(model, "module") else model).load_state_dict(best["model"])
+        test = run_epoch(cfg, rt, model, data["test"][1], best["epoch"], None, "test")
+        test["epoch"] = best["epoch"]
+        result["test"] = test
+        if rt.main:
+            save_json(out / "test.json", test)
+    if rt.main and state["history"]:
+        write_curves(state["history"], out / "curves.png")
+    if rt.world > 1:  # leave together: a process that exits while another still talks to it aborts both
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
+
+
+def train(cfg: TrainConfig, progress=None) -> dict:
+    return fit(prepare(cfg), progress)
+
+
+def save_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)

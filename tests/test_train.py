@@ -1,0 +1,136 @@
+"""omnisat train on the tiny world's TreeSatAI-TS build: data as the reference reads it, F1, resume
+equal to an uninterrupted run, 2-process DDP gradients equal to one process, bad input refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from omnisat_model.data_treesatai import GENERA, TreeSatTS, collate, day_of_year
+from omnisat_model.metrics import counts, f1_scores
+from omnisat_model.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_samples_labels_dates_and_padding(built):
+    out, _ = built
+    labels = json.loads((out / "labels" / "TreeSatBA_v9_60m_multi_labels.json").read_text())
+    ds = TreeSatTS(out, "train", ("aerial", "s2", "s1-asc"), train=False, max_dates=5)
+    assert len(ds) == sum(1 for f in (out / "train_filenames.lst").read_text().split()
+                          if any(frac > 0.07 for _, frac in labels[f]))
+    s = ds[0]
+    want = np.zeros(15, np.float32)
+    for genus, frac in labels[s["name"] + ".tif"]:
+        want[GENERA.index(genus)] = frac > 0.07
+    assert torch.equal(s["label"], torch.from_numpy(want))
+    assert s["aerial"].shape == (4, 300, 300) and s["s2"].shape[1:] == (10, 6, 6) and len(s["s2"]) == 5
+    with h5py.File(out / "sentinel" / f"{s['name']}.h5", "r") as f:
+        products = [p.decode() for p in f["sen-2-products"][()]]
+        n = len(products)
+        keep = np.linspace(0, n - 1, 5).round().astype(int)  # deterministic evaluation subset, time order
+        assert s["s2_dates"].tolist() == [day_of_year(products[k], 2) for k in keep]
+        np.testing.assert_array_equal(s["s2"].numpy(), f["sen-2-data"][()][keep])
+    import rasterio
+
+    with rasterio.open(out / "aerial" / f"{s['name']}.tif") as src:
+        assert torch.equal(s["aerial"], torch.from_numpy(src.read()[:, 2:302, 2:302].astype(np.float32)))
+    long = TreeSatTS(out, "train", ("s1-asc",), max_dates=50)
+    batch = collate([long[0], long[1]])
+    t = batch["s1-asc"].shape[1]
+    for b, sample in enumerate((long[0], long[1])):
+        n = len(sample["s1-asc_dates"])
+        assert (batch["s1-asc_dates"][b, n:] == 0).all() and (batch["s1-asc"][b, n:] == 0).all() and n <= t
+
+
+def test_f1_matches_hand_counts():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-3.0, 1.0, -0.2], [1.0, 1.0, -1.0]])
+    labels = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    s = f1_scores(counts(logits, labels))
+    # class 0: tp 2 -> 1.0; class 1: tp 1, fp 1 -> 2/3; class 2: fp 1, fn 1 -> 0
+    assert s["f1_per_class"] == pytest.approx([1.0, 2 / 3, 0.0])
+    assert s["f1_macro"] == pytest.approx((1 + 2 / 3) / 3)
+    assert s["f1_micro"] == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
+    assert s["f1_weighted"] == pytest.approx((2 * 1.0 + 1 * 2 / 3 + 1 * 0.0) / 4)
+
+
+def _cfg(built_dir, out, **kw):
+    base = dict(task="pretrain", data=built_dir, out=out, model="treesatai-ts-small", batch_size=4, epochs=2,
+                max_dates=8, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly_and_finetune_starts_from_pretraining(built, tmp_path):
+    whole = train(_cfg(built[0], tmp_path / "whole"))
+    first = train(_cfg(built[0], tmp_path / "resumed", epochs=1))
+    resumed = train(_cfg(built[0], tmp_path / "resumed", epochs=2, resume=True))
+    assert len(first["history"]) == 1 and [h["epoch"] for h in resumed["history"]] == [0, 1]
+    assert resumed["history"][1]["train"]["loss"] == whole["history"][1]["train"]["loss"]
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
+    assert (tmp_path / "whole" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    # fine-tuning on a subset of the pretrained modalities loads the shared encoder weights
+    ft = train(_cfg(built[0], tmp_path / "ft", task="finetune", modalities=("s2",), epochs=1,
+                    init=tmp_path / "whole" / "last.pt"))
+    test = json.loads((tmp_path / "ft" / "test.json").read_text())
+    assert test == ft["test"] and 0.0 <= test["f1_macro"] <= 1.0 and len(test["f1_per_class"]) == 15
+
+
+@pytest.mark.slow
+def test_two_process_ddp_gradients_equal_one_process(built, tmp_path):
+    script = ROOT / "tests" / "ddp_step.py"
+    subprocess.run([sys.executable, str(script), str(built[0]), str(tmp_path / "one.pt")], check=True, cwd=ROOT,
+                   capture_output=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        str(script), str(built[0]), str(tmp_path / "two.pt")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert one.keys() == two.keys() and len(one) > 10
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6, msg=name)
+    # and the whole loop under torchrun: 2 gloo processes, rank 0 writing
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "cli.model", "train", "finetune", "--data", str(built[0]), "--out", str(tmp_path / "ft"),
+                        "--model", "treesatai-ts-small", "--epochs", "2", "--batch-size", "4", "--device", "cpu"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0])["train"]["samples"] % 2 == 0
+    assert (tmp_path / "ft" / "test.json").is_file() and (tmp_path / "ft" / "best.pt").is_file()
+
+
+def test_bad_input_stops_with_one_line(built, tmp_path):
+    base = [sys.executable, "-m", "cli.model", "train"]
+    broken = tmp_path / "broken"
+    shutil.copytree(built[0], broken, ignore=shutil.ignore_patterns("aerial"))
+    labels = broken / "labels" / "TreeSatBA_v9_60m_multi_labels.json"
+    cases = [
+        (["finetune", "--data", str(broken), "--out", str(tmp_path / "o1")], "modality aerial"),
+        (["finetune", "--data", str(built[0]), "--out", str(tmp_path / "o2"), "--modalities", "s2,radar"], "radar"),
+        (["pretrain", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o3")], "nowhere"),
+        (["probe", "--data", str(built[0]), "--out", str(tmp_path / "o4")], "--init"),
+    ]
+    for args, needle in cases:
+        r = subprocess.run(base + args, capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+    doc = json.loads(labels.read_text())
+    doc.pop(sorted(doc)[0])
+    labels.write_text(json.dumps(doc))
+    r = subprocess.run(base + ["pretrain", "--data", str(broken), "--out", str(tmp_path / "o5"), "--modalities", "s2"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "no labels for" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
