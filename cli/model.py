@@ -84,7 +84,8 @@ def _train(task: str, config: Path | None, overrides: dict) -> None:
     if run.rt.main:
         summary = {"out": str(cfg.out), "epochs": len(result["history"]), "best": result["best"]}
         if "test" in result:
-            summary["test"] = {k: result["test"][k] for k in ("f1_macro", "f1_micro", "f1_weighted", "loss")}
+            summary["test"] = {k: result["test"][k] for k in ("f1_macro", "f1_macro_present", "f1_micro",
+                                                              "f1_weighted", "loss")}
         typer.echo(json.dumps(summary))
 
 

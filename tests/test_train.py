@@ -58,7 +58,9 @@ def test_f1_matches_hand_counts():
     s = f1_scores(counts(logits, labels))
     # class 0: tp 2 -> 1.0; class 1: tp 1, fp 1 -> 2/3; class 2: fp 1, fn 1 -> 0
     assert s["f1_per_class"] == pytest.approx([1.0, 2 / 3, 0.0])
-    assert s["f1_macro"] == pytest.approx((1 + 2 / 3) / 3)
+    assert s["f1_macro"] == pytest.approx((1 + 2 / 3) / 3) == s["f1_macro_present"]
+    padded = f1_scores(counts(torch.cat([logits, -torch.ones(3, 2)], 1), torch.cat([labels, torch.zeros(3, 2)], 1)))
+    assert padded["f1_macro"] == pytest.approx((1 + 2 / 3) / 5) and padded["f1_macro_present"] == s["f1_macro"]
     assert s["f1_micro"] == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
     assert s["f1_weighted"] == pytest.approx((2 * 1.0 + 1 * 2 / 3 + 1 * 0.0) / 4)
 
