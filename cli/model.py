@@ -131,5 +131,52 @@ for _task in ("pretrain", "finetune", "probe"):
     train_app.command(_task)(_command(_task))
 
 
+@app.command("evaluate")
+def evaluate_command(
+    checkpoint: Path = typer.Argument(..., help="A fine-tuning or probing checkpoint (best.pt / last.pt)."),
+    split: str = typer.Option("test", help="train, val or test."),
+    data: Path = typer.Option(None, help="TreeSatAI-TS tree (default: the one the checkpoint was trained on)."),
+    out: Path = typer.Option(None, help="JSON to write (default: eval-<split>.json beside the checkpoint)."),
+    batch_size: int = typer.Option(16),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """F1 (macro over the 15 genera as the reference, micro, weighted, per class) and loss on a split."""
+    import json
+
+    from omnisat_model.evaluate import evaluate
+    from omnisat_model.train import TrainError
+
+    try:
+        result = evaluate(checkpoint, split, data, out, batch_size, device)
+    except TrainError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps({k: result[k] for k in ("path", "split", "tiles", "f1_macro", "f1_micro", "f1_weighted",
+                                                   "f1_macro_present", "loss")}))
+
+
+@app.command("embed")
+def embed_command(
+    checkpoint: Path = typer.Argument(..., help="Any checkpoint of `omnisat train` (pretraining included)."),
+    out: Path = typer.Argument(..., help=".npz to write: names, embeddings (N, D), labels (N, 15), classes."),
+    split: str = typer.Option("test", help="train, val or test."),
+    data: Path = typer.Option(None, help="TreeSatAI-TS tree (default: the checkpoint's)."),
+    batch_size: int = typer.Option(16),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Export one embedding per tile (the fused class token) for your own analyses: numpy.load(OUT)."""
+    import json
+
+    from omnisat_model.evaluate import embed
+    from omnisat_model.train import TrainError
+
+    try:
+        result = embed(checkpoint, out, split, data, batch_size, device)
+    except TrainError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

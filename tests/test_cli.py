@@ -18,8 +18,11 @@ def test_data_cli_help(args):
     assert r.returncode == 0 and "Usage" in r.stdout
 
 
-def test_model_cli_help():
-    r = subprocess.run([sys.executable, "-c", "from cli.model import app; app()", "--help"], capture_output=True, text=True)
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["train", "pretrain", "--help"],
+                                  ["train", "finetune", "--help"], ["train", "probe", "--help"],
+                                  ["evaluate", "--help"], ["embed", "--help"]], ids=lambda a: " ".join(a))
+def test_model_cli_help(args):
+    r = subprocess.run([sys.executable, "-m", "cli.model", *args], capture_output=True, text=True)
     assert r.returncode == 0 and "Usage" in r.stdout
 
 

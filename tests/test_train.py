@@ -90,6 +90,15 @@ def test_resume_continues_exactly_and_finetune_starts_from_pretraining(built, tm
                     init=tmp_path / "whole" / "last.pt"))
     test = json.loads((tmp_path / "ft" / "test.json").read_text())
     assert test == ft["test"] and 0.0 <= test["f1_macro"] <= 1.0 and len(test["f1_per_class"]) == 15
+    # evaluate and embed rebuild the model from the checkpoint alone
+    from omnisat_model.evaluate import embed, evaluate
+
+    again = evaluate(tmp_path / "ft" / "best.pt", "test")
+    assert again["f1_per_class"] == test["f1_per_class"] and again["loss"] == pytest.approx(test["loss"], rel=1e-5)
+    info = embed(tmp_path / "whole" / "last.pt", tmp_path / "emb.npz", split="val")
+    saved = np.load(tmp_path / "emb.npz")
+    assert saved["embeddings"].shape == (info["tiles"], 64) and list(saved["classes"]) == list(GENERA)
+    assert np.isfinite(saved["embeddings"]).all() and len(saved["names"]) == len(saved["labels"])
 
 
 @pytest.mark.slow
