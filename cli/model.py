@@ -92,10 +92,11 @@ def _train(task: str, config: Path | None, overrides: dict) -> None:
 def _options(data: Path | None, out: Path | None, modalities: str | None, model: str | None, init: Path | None,
              epochs: int | None, batch_size: int | None, lr: float | None, precision: str | None, compile_: bool | None,
              grad_clip: float | None, accumulate: int | None, seed: int | None, workers: int | None, resume: bool | None,
-             device: str | None) -> dict:
+             device: str | None, label_fraction: float | None) -> dict:
     return dict(data=data, out=out, modalities=tuple(modalities.split(",")) if modalities else None, model=model,
                 init=init, epochs=epochs, batch_size=batch_size, lr=lr, precision=precision, compile=compile_,
-                grad_clip=grad_clip, accumulate=accumulate, seed=seed, workers=workers, resume=resume, device=device)
+                grad_clip=grad_clip, accumulate=accumulate, seed=seed, workers=workers, resume=resume, device=device,
+                label_fraction=label_fraction)
 
 
 def _command(task: str):
@@ -117,9 +118,11 @@ def _command(task: str):
         workers: int = typer.Option(None, help="DataLoader workers per process."),
         resume: bool = typer.Option(None, "--resume/--no-resume", help="Continue from OUT/last.pt."),
         device: str = typer.Option(None, help="auto, cuda or cpu."),
+        label_fraction: float = typer.Option(None, help="Keep this multi-label-stratified fraction of the "
+                                                         "training labels (finetune, probe), e.g. 0.1."),
     ) -> None:
         _train(task, config, _options(data, out, modalities, model, init, epochs, batch_size, lr, precision, compile_,
-                                      grad_clip, accumulate, seed, workers, resume, device))
+                                      grad_clip, accumulate, seed, workers, resume, device, label_fraction))
 
     command.__doc__ = {"pretrain": "Self-supervised pretraining (masked reconstruction + contrastive).",
                        "finetune": "Fine-tune encoder and linear head on the genus labels.",

@@ -78,6 +78,37 @@ def read_split(root: Path, split: str) -> list[TreeSatSample]:
     return out
 
 
+def label_subset(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Indices of a `fraction` of the rows kept by multi-label iterative stratification (Sechidis et al.,
+    2011, what scikit-multilearn's iterative_train_test_split does): the rarest label is dealt out first,
+    each example to the part that still wants that label most, so every genus keeps about `fraction` of
+    its examples. Deterministic for a seed; returned sorted."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    positive = labels > 0.5
+    want = np.array([fraction, 1 - fraction])[:, None] * positive.sum(axis=0)[None].astype(float)  # (2, C)
+    want_total = np.array([fraction * n, (1 - fraction) * n])
+    part = np.full(n, -1)
+    remaining = np.ones(n, bool)
+    while remaining.any():
+        left = positive[remaining].sum(axis=0)
+        if not left.any():  # examples without any label: to whichever part still wants more
+            for i in rng.permutation(np.flatnonzero(remaining)):
+                part[i] = int(np.argmax(want_total + rng.random(2) * 1e-9))
+                want_total[part[i]] -= 1
+            break
+        rarest = np.flatnonzero(left == left[left > 0].min())
+        label = int(rng.choice(rarest))
+        for i in rng.permutation(np.flatnonzero(remaining & positive[:, label])):
+            score = np.stack([want[:, label], want_total, rng.random(2)], axis=1)
+            k = int(max(range(2), key=lambda j: tuple(score[j])))
+            part[i] = k
+            remaining[i] = False
+            want[k] -= positive[i]
+            want_total[k] -= 1
+    return np.sort(np.flatnonzero(part == 0))
+
+
 def check_modalities(root: Path, modalities: tuple[str, ...], samples: list[TreeSatSample]) -> None:
     """Fail before training when a modality's files are absent (checked on the first tile)."""
     unknown = set(modalities) - set(MODALITIES)
@@ -111,9 +142,12 @@ def _fill_nan(data: np.ndarray) -> np.ndarray:
 
 class TreeSatTS(torch.utils.data.Dataset):
     def __init__(self, root: str | Path, split: str, modalities: tuple[str, ...], train: bool = False,
-                 max_dates: int = 50, reference: bool = False, seed: int = 0):
+                 max_dates: int = 50, reference: bool = False, seed: int = 0, label_fraction: float = 1.0):
         self.root = Path(root)
         self.samples = read_split(self.root, split)
+        if label_fraction < 1.0:
+            keep = label_subset(np.stack([s.label for s in self.samples]), label_fraction, seed)
+            self.samples = [self.samples[i] for i in keep]
         check_modalities(self.root, modalities, self.samples)
         self.modalities = tuple(modalities)
         self.train = train

@@ -70,6 +70,7 @@ class TrainConfig:
     workers: int = 0  # DataLoader worker processes per training process
     resume: bool = False
     device: str = "auto"
+    label_fraction: float = 1.0  # finetune / probe: keep this multi-label-stratified fraction of train
     dropout: float | None = None  # override every dropout / drop-path rate (0: deterministic checks)
 
     def __post_init__(self) -> None:
@@ -81,6 +82,8 @@ class TrainConfig:
             raise TrainError(f"model {self.model!r}: choose treesatai-ts or treesatai-ts-small")
         if self.task != "pretrain" and self.init is None and self.task == "probe":
             raise TrainError("probe: --init CHECKPOINT is required (a frozen random encoder probes nothing)")
+        if not 0 < self.label_fraction <= 1:
+            raise TrainError(f"label_fraction {self.label_fraction}: must be in (0, 1]")
         for name in ("epochs", "batch_size", "accumulate", "max_dates"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name} must be at least 1")
@@ -207,8 +210,9 @@ def loaders(cfg: TrainConfig, rt: Runtime) -> dict[str, tuple[TreeSatTS, torch.u
     out = {}
     per_process = cfg.batch_size // rt.world
     for split in ("train", "val", "test"):
+        fraction = cfg.label_fraction if split == "train" and cfg.task != "pretrain" else 1.0
         ds = TreeSatTS(cfg.data, split, cfg.modalities, train=split == "train", max_dates=cfg.max_dates,
-                       reference=cfg.reference_transforms, seed=cfg.seed)
+                       reference=cfg.reference_transforms, seed=cfg.seed, label_fraction=fraction)
         if not len(ds):
             raise TrainError(f"{cfg.data}: split {split} has no tile with a genus above 0.07")
         sampler = EpochSampler(len(ds), rt, cfg.seed, shuffle=split == "train", batch=cfg.batch_size)

@@ -145,3 +145,14 @@ def test_bad_input_stops_with_one_line(built, tmp_path):
     r = subprocess.run(base + ["pretrain", "--data", str(broken), "--out", str(tmp_path / "o5"), "--modalities", "s2"],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and "no labels for" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_label_subset_keeps_every_genus_near_the_fraction():
+    from omnisat_model.data_treesatai import label_subset
+
+    rng = np.random.default_rng(3)
+    labels = (rng.random((1000, 15)) < np.linspace(0.02, 0.5, 15)).astype(np.float32)
+    keep = label_subset(labels, 0.1, seed=5)
+    assert abs(len(keep) - 100) <= 3 and np.array_equal(keep, label_subset(labels, 0.1, seed=5))
+    share = labels[keep].sum(axis=0) / labels.sum(axis=0)
+    assert np.all(np.abs(share - 0.1) <= 0.03), share  # random sampling of 100 rows would miss rare genera by far more
