@@ -19,7 +19,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import rasterio
 import torch
 
 GENERA = ("Abies", "Acer", "Alnus", "Betula", "Cleared", "Fagus", "Fraxinus", "Larix", "Picea", "Pinus", "Populus",
@@ -142,13 +141,20 @@ def _fill_nan(data: np.ndarray) -> np.ndarray:
 
 class TreeSatTS(torch.utils.data.Dataset):
     def __init__(self, root: str | Path, split: str, modalities: tuple[str, ...], train: bool = False,
-                 max_dates: int = 50, reference: bool = False, seed: int = 0, label_fraction: float = 1.0):
+                 max_dates: int = 50, reference: bool = False, seed: int = 0, label_fraction: float = 1.0,
+                 cache: str | Path | None = None):
         self.root = Path(root)
         self.samples = read_split(self.root, split)
+        check_modalities(self.root, modalities, self.samples)
+        # the packed cache holds the whole split; a label fraction selects from it
+        self.packed = None
+        if cache is not None:
+            from .packed import open_packed
+
+            self.packed = open_packed(self.root, split, [s.name for s in self.samples], tuple(modalities), Path(cache))
         if label_fraction < 1.0:
             keep = label_subset(np.stack([s.label for s in self.samples]), label_fraction, seed)
             self.samples = [self.samples[i] for i in keep]
-        check_modalities(self.root, modalities, self.samples)
         self.modalities = tuple(modalities)
         self.train = train
         self.max_dates = max_dates
@@ -173,28 +179,26 @@ class TreeSatTS(torch.utils.data.Dataset):
         return np.linspace(0, n - 1, self.max_dates).round().astype(int)  # deterministic, spread over the year
 
     def __getitem__(self, index: int) -> dict:
+        from .packed import read_tile
+
         sample = self.samples[index]
         rng = self._rng(index)
+        if self.packed is not None:
+            image, series = self.packed.tile(sample.name, self.modalities)
+        else:
+            image, series = read_tile(self.root, sample.name, self.modalities)
         out: dict = {"name": sample.name, "label": torch.from_numpy(sample.label)}
-        if "aerial" in self.modalities:
-            with rasterio.open(self.root / "aerial" / f"{sample.name}.tif") as src:
-                image = src.read().astype(np.float32)
+        if image is not None:
             h, w = image.shape[1:]
             if self.train or self.reference:
                 r, c = int(rng.integers(0, h - CROP + 1)), int(rng.integers(0, w - CROP + 1))
             else:
                 r, c = (h - CROP) // 2, (w - CROP) // 2
-            out["aerial"] = torch.from_numpy(np.ascontiguousarray(image[:, r : r + CROP, c : c + CROP]))
-        series = [m for m in self.modalities if m != "aerial"]
-        if series:
-            with h5py.File(self.root / "sentinel" / f"{sample.name}.h5", "r") as f:
-                for m in series:
-                    data = f[f"{SERIES_H5[m]}-data"][()].astype(np.float32)
-                    products = [p.decode() if isinstance(p, bytes) else str(p) for p in f[f"{SERIES_H5[m]}-products"][()]]
-                    keep = self._dates(len(products), rng)
-                    dates = np.array([day_of_year(products[k], DATE_TOKEN[m]) for k in keep], np.int64)
-                    out[m] = torch.from_numpy(_fill_nan(data[keep]))
-                    out[f"{m}_dates"] = torch.from_numpy(dates)
+            out["aerial"] = torch.from_numpy(image[:, r : r + CROP, c : c + CROP].astype(np.float32))
+        for m, (data, dates) in series.items():
+            keep = self._dates(len(dates), rng)
+            out[m] = torch.from_numpy(_fill_nan(data[keep]))
+            out[f"{m}_dates"] = torch.from_numpy(dates[keep].astype(np.int64))
         return out
 
 

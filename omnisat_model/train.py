@@ -71,6 +71,7 @@ class TrainConfig:
     resume: bool = False
     device: str = "auto"
     label_fraction: float = 1.0  # finetune / probe: keep this multi-label-stratified fraction of train
+    cache: Path | None = None  # packed memory-mapped copy of each split (built once); None reads the tree
     dropout: float | None = None  # override every dropout / drop-path rate (0: deterministic checks)
 
     def __post_init__(self) -> None:
@@ -107,7 +108,7 @@ def load_config(task: str, toml_file: Path | None = None, **overrides: Any) -> T
             raise TrainError(f"{toml_file}: no such config") from None
         except tomllib.TOMLDecodeError as error:
             raise TrainError(f"{toml_file}: not valid TOML ({error})") from None
-        for key in ("data", "out", "init"):  # paths in a config file are relative to it
+        for key in ("data", "out", "init", "cache"):  # paths in a config file are relative to it
             if isinstance(table.get(key), str) and not Path(table[key]).is_absolute():
                 table[key] = str((Path(toml_file).parent / table[key]).resolve())
         values.update(table)
@@ -116,7 +117,7 @@ def load_config(task: str, toml_file: Path | None = None, **overrides: Any) -> T
     for key in values:
         if key not in known:
             raise TrainError(f"{toml_file or 'config'}: unknown field {key!r}")
-    for key in ("data", "out", "init"):
+    for key in ("data", "out", "init", "cache"):
         if values.get(key) is not None:
             values[key] = Path(values[key])
     if "modalities" in values:
@@ -211,8 +212,12 @@ def loaders(cfg: TrainConfig, rt: Runtime) -> dict[str, tuple[TreeSatTS, torch.u
     per_process = cfg.batch_size // rt.world
     for split in ("train", "val", "test"):
         fraction = cfg.label_fraction if split == "train" and cfg.task != "pretrain" else 1.0
+        if cfg.cache is not None and rt.world > 1 and not rt.main:
+            dist.barrier()  # rank 0 packs first; the others then open what it wrote
         ds = TreeSatTS(cfg.data, split, cfg.modalities, train=split == "train", max_dates=cfg.max_dates,
-                       reference=cfg.reference_transforms, seed=cfg.seed, label_fraction=fraction)
+                       reference=cfg.reference_transforms, seed=cfg.seed, label_fraction=fraction, cache=cfg.cache)
+        if cfg.cache is not None and rt.world > 1 and rt.main:
+            dist.barrier()
         if not len(ds):
             raise TrainError(f"{cfg.data}: split {split} has no tile with a genus above 0.07")
         sampler = EpochSampler(len(ds), rt, cfg.seed, shuffle=split == "train", batch=cfg.batch_size)

@@ -156,3 +156,20 @@ def test_label_subset_keeps_every_genus_near_the_fraction():
     assert abs(len(keep) - 100) <= 3 and np.array_equal(keep, label_subset(labels, 0.1, seed=5))
     share = labels[keep].sum(axis=0) / labels.sum(axis=0)
     assert np.all(np.abs(share - 0.1) <= 0.03), share  # random sampling of 100 rows would miss rare genera by far more
+
+
+def test_packed_cache_serves_the_same_samples(built, tmp_path):
+    out, _ = built
+    mods = ("aerial", "s2", "s1-asc", "s1-des")
+    for train_mode in (False, True):
+        raw = TreeSatTS(out, "train", mods, train=train_mode, max_dates=6, seed=4)
+        packed = TreeSatTS(out, "train", mods, train=train_mode, max_dates=6, seed=4, cache=tmp_path / "cache")
+        raw.set_epoch(3), packed.set_epoch(3)
+        for i in range(len(raw)):
+            a, b = raw[i], packed[i]
+            assert a.keys() == b.keys() and a["name"] == b["name"]
+            for key in a:
+                if torch.is_tensor(a[key]):
+                    assert torch.equal(a[key], b[key]), (i, key)
+    index = json.loads((tmp_path / "cache" / "train" / "index.json").read_text())
+    assert len(index["names"]) == len(raw) and not list((tmp_path / "cache").glob(".*tmp"))
