@@ -323,6 +323,45 @@ def _demo_training(folder: Path, dataset: Path) -> None:
         f"{test['f1_weighted']:.3f}; runs, checkpoints and curves in {runs}/", highlight=False)
 
 
+@build_app.command("pastis-r")
+def build_pastis_command(
+    source: Path = typer.Option(..., help="PASTIS-R tree (metadata.geojson, DATA_S2, DATA_S1A, DATA_S1D, ...)."),
+    recipe: Path = typer.Option(..., help="Build recipe (TOML, format pastis-hd, with a [vhr] section)."),
+    out: Path = typer.Option(..., help="Output PASTIS-HD folder (created; reruns resume)."),
+    catalog: Optional[str] = typer.Option(None, help="STAC API URL or item file for every modality (overrides the recipe)."),
+    workers: int = typer.Option(2, help="Worker processes (0: in this process)."),
+) -> None:
+    """Add the VHR modality to a PASTIS-R tree: PASTIS-HD (SPOT-like images area-averaged onto each patch grid)."""
+    from omnisat_data.build_pastis import PastisConfig, build_pastis, check_recipe
+    from omnisat_data.pastis_tree import read_pastis
+    from omnisat_data.recipe import load_recipe
+    from omnisat_data.treesatai_tree import SourceError
+
+    try:
+        loaded = load_recipe(recipe)
+        if catalog:
+            loaded = loaded.with_catalog(catalog)
+        check_recipe(loaded)
+        read_pastis(source)  # bad input fails here, before a progress bar is drawn
+        with _progress() as bar:
+            task = bar.add_task("VHR images (scene x patch group)", total=None)
+            report = build_pastis(PastisConfig(source, loaded, out, workers),
+                                  progress=lambda stage, done, total: bar.update(task, completed=done, total=total))
+    except _known_errors() + (SourceError,) as exc:
+        fail(str(exc))
+    out_console = Console(width=120)
+    r = report.to_dict()
+    out_console.print(f"PASTIS-HD {out}: {r['patches']['done']} patches written, {r['patches']['skipped']} already there, "
+                      f"{r['patches']['failed']} failed; {', '.join(report.norm_written) or 'no'} NORM files written; "
+                      f"{r['seconds']:.1f} s", highlight=False)
+    for name, reason in sorted(report.failed.items()):
+        out_console.print(f"[red]failed[/] patch {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    for name, reason in sorted(report.source_problems.items()):
+        out_console.print(f"[yellow]source[/] {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    if report.failed and not report.done and not report.skipped:
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 def demo(
     folder: Path = typer.Argument(DEFAULT_DEMO_DIR, help="Where the demo lives: DIR/world, DIR/treesatai-ts."),

@@ -1,0 +1,128 @@
+"""build pastis-r on the tiny world: patch grids recovered exactly, VHR values equal an independent area
+average of the source scene, the PASTIS-HD layout of spec section 7.2, bad input named."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+from shapely.geometry import Polygon, box
+
+from omnisat_data.build_pastis import PastisConfig, build_pastis, spot_path
+from omnisat_data.grid import Grid
+from omnisat_data.pastis_tree import read_pastis, tile_crs
+from omnisat_data.recipe import load_recipe
+from omnisat_data.treesatai_tree import SourceError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def pastis_hd(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pastis") / "PASTIS-R"
+    recipe = load_recipe(ROOT / "recipes" / "pastis-hd-demo.toml").with_catalog(str(world / "stac" / "items.ndjson"))
+    return out, build_pastis(PastisConfig(world / "sources" / "PASTIS-R", recipe, out, workers=0))
+
+
+def test_patch_grids_are_the_worlds(world, truth):
+    source = read_pastis(world / "sources" / "PASTIS-R")
+    assert source.problems == () and len(source.patches) == len(truth["pastis_patches"])
+    for p in source.patches:
+        assert p.sentinel == Grid.from_dict(truth["pastis_patches"][str(p.id)]["grid"])
+        assert p.vhr.bounds == p.sentinel.bounds and p.vhr.shape == (1280, 1280)
+    assert tile_crs("t30uxv") == "EPSG:32630" and tile_crs("t31tfj") == "EPSG:32631"
+
+
+def _exact_area_average(src, grid: Grid, row: int, col: int) -> np.ndarray:
+    """The source pixels weighted by the exact area they share with one output pixel (shapely)."""
+    t = grid.transform
+    corners = [t @ (col, row), t @ (col + 1, row), t @ (col + 1, row + 1), t @ (col, row + 1)]
+    xs, ys = Transformer.from_crs(grid.crs, src.crs.to_string(), always_xy=True).transform(*zip(*corners))
+    footprint = Polygon(zip(xs, ys))
+    inv = ~src.transform
+    cols, rows = zip(*[inv @ (x, y) for x, y in zip(xs, ys)])
+    total, acc = 0.0, 0.0
+    for r in range(int(np.floor(min(rows))), int(np.floor(max(rows))) + 1):
+        for c in range(int(np.floor(min(cols))), int(np.floor(max(cols))) + 1):
+            x0, y0 = src.transform @ (c, r + 1)
+            x1, y1 = src.transform @ (c + 1, r)
+            area = footprint.intersection(box(x0, y0, x1, y1)).area
+            if area > 0:
+                value = src.read(window=((r, r + 1), (c, c + 1)))[:, 0, 0].astype(float)
+                acc, total = acc + area * value, total + area
+    return acc / total
+
+
+def test_vhr_values_equal_an_exact_area_average(pastis_hd, world):
+    out, report = pastis_hd
+    assert report.failed == {} and len(report.done) == 1
+    source = read_pastis(world / "sources" / "PASTIS-R")
+    patch = source.patches[0]
+    scene = next((world / "data" / "spot-rgb-1m").glob("*/image.tif"))
+    rng = np.random.default_rng(0)
+    with rasterio.open(spot_path(out, patch.id)) as written, rasterio.open(scene) as src:
+        assert written.count == 3 and written.dtypes[0] == "uint8" and (written.height, written.width) == (1280, 1280)
+        assert written.crs.to_string() == patch.vhr.crs and written.transform == patch.vhr.transform
+        data = written.read()
+        diffs = []
+        for row, col in rng.integers(0, 1280, size=(40, 2)):
+            diffs.append(np.abs(data[:, row, col] - _exact_area_average(src, patch.vhr, int(row), int(col))))
+    diffs = np.array(diffs)
+    # 4 x 4 sub-pixel sampling and rounding to uint8: within 2 DN, and below 0.5 DN on average
+    assert diffs.max() <= 2.0 and diffs.mean() < 0.5, diffs.max()
+
+
+def test_layout_is_pastis_hd(pastis_hd, world):
+    out, _ = pastis_hd
+    src = world / "sources" / "PASTIS-R"
+    for path in src.rglob("*"):
+        if path.is_file():
+            assert (out / path.relative_to(src)).read_bytes() == path.read_bytes(), path
+    meta = json.loads((out / "metadata.geojson").read_text())
+    pids = [f["properties"]["ID_PATCH"] for f in meta["features"]]
+    assert sorted(p.name for p in (out / "DATA_SPOT" / "PASTIS_SPOT6_RVB_1M00_2019").glob("*.tif")) == \
+        sorted(f"SPOT6_RVB_1M00_2019_{pid}.tif" for pid in pids)
+    for name in ("S2", "S1A", "S1D"):
+        norm = json.loads((out / f"NORM_{name}_patch.json").read_text())
+        folds = {f"Fold_{f['properties']['Fold']}" for f in meta["features"]}
+        assert set(norm) == folds
+        arrays = np.concatenate([np.load(p).astype(np.float64) for p in sorted((out / f"DATA_{name}").glob("*.npy"))])
+        if len(folds) == 1:
+            np.testing.assert_allclose(norm[folds.pop()]["mean"], arrays.mean(axis=(0, 2, 3)), rtol=1e-6)
+    # a rerun resumes: nothing rewritten
+    before = spot_path(out, pids[0]).stat().st_mtime_ns
+    recipe = load_recipe(ROOT / "recipes" / "pastis-hd-demo.toml").with_catalog(str(world / "stac" / "items.ndjson"))
+    again = build_pastis(PastisConfig(src, recipe, out, workers=0))
+    assert again.skipped == pids and again.done == [] and spot_path(out, pids[0]).stat().st_mtime_ns == before
+
+
+def test_bad_pastis_input_is_named(world, tmp_path):
+    src = world / "sources" / "PASTIS-R"
+    meta = json.loads((src / "metadata.geojson").read_text())
+
+    def tree(mutate) -> Path:
+        root = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        doc = json.loads(json.dumps(meta))
+        mutate(doc["features"][0])
+        (root / "metadata.geojson").write_text(json.dumps(doc))
+        return root
+
+    with pytest.raises(SourceError, match="dates-S1A"):
+        read_pastis(tree(lambda f: f["properties"].pop("dates-S1A")))
+    stretched = read_pastis(tree(lambda f: f["geometry"]["coordinates"][0][0].__setitem__(1, [
+        f["geometry"]["coordinates"][0][0][1][0] + 300, f["geometry"]["coordinates"][0][0][1][1]])))
+    assert stretched.patches == () and "not a 1280 m square" in stretched.problems[0][1]
+    unknown = read_pastis(tree(lambda f: f["properties"].__setitem__("TILE", "t99zzz")))
+    assert unknown.patches == () and "t99zzz" in unknown.problems[0][1]
+    r = subprocess.run([sys.executable, "-m", "cli.data", "build", "pastis-r", "--source", str(tmp_path / "none"),
+                        "--recipe", str(ROOT / "recipes" / "pastis-hd-demo.toml"), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "metadata.geojson" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
