@@ -21,7 +21,7 @@ import numpy as np
 
 from .verify_treesatai import Layout, TileCheck, check_tile, summarise, tile_names
 
-FORMATS = ("treesatai-ts",)
+FORMATS = ("treesatai-ts", "pastis-hd")
 
 
 @dataclass(frozen=True)
@@ -62,24 +62,32 @@ def sample_names(names: list[str], n: int | None) -> list[str]:
     return sorted(sorted(names, key=lambda s: hashlib.sha256(s.encode()).hexdigest())[:n])
 
 
-def _check_chunk(root: str, names: list[str], pair: str, lattice_m: float | None) -> list[TileCheck]:
+def _check_chunk(root: str, names: list[str], pair: str, lattice_m: float | None, fmt: str) -> list[TileCheck]:
+    if fmt == "pastis-hd":
+        from .verify_pastis import check_patch, patches
+
+        found, features, _ = patches(Path(root))
+        return [check_patch(Path(root), found[name], features[name], "both" if pair == "both" else "red")
+                for name in names]
     layout = Layout.of(Path(root))
     return [check_tile(layout, name, pair, lattice_m) for name in names]
 
 
 def check_tiles(cfg: VerifyConfig, names: list[str], progress: Callable[[int, int], None] | None) -> list[TileCheck]:
-    chunks = [names[i : i + 25] for i in range(0, len(names), 25)]
+    size = 1 if cfg.format == "pastis-hd" else 25  # a PASTIS patch is 450 TreeSatAI tiles of pixels
+    chunks = [names[i : i + size] for i in range(0, len(names), size)]
     out: list[TileCheck] = []
     if cfg.workers <= 0:
         for chunk in chunks:
-            out += _check_chunk(str(cfg.dataset), chunk, cfg.pair, cfg.lattice_m)
+            out += _check_chunk(str(cfg.dataset), chunk, cfg.pair, cfg.lattice_m, cfg.format)
             if progress:
                 progress(len(out), len(names))
         return out
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
         n = len(chunks)
-        for result in pool.map(_check_chunk, [str(cfg.dataset)] * n, chunks, [cfg.pair] * n, [cfg.lattice_m] * n):
+        for result in pool.map(_check_chunk, [str(cfg.dataset)] * n, chunks, [cfg.pair] * n, [cfg.lattice_m] * n,
+                               [cfg.format] * n):
             out += result
             if progress:
                 progress(len(out), len(names))
@@ -116,8 +124,8 @@ def quicklooks(cfg: VerifyConfig, report: dict, layout: Layout) -> list[Path]:
     return paths
 
 
-def plan(cfg: VerifyConfig) -> tuple[Layout, list[str]]:
-    """The dataset's layout and all its tile names; one clear error when it is not a dataset."""
+def plan(cfg: VerifyConfig) -> tuple[Layout | None, list[str]]:
+    """The dataset's layout and all its tile (patch) names; one clear error when it is not a dataset."""
     if cfg.lattice not in ("auto", "none"):
         try:
             float(cfg.lattice)
@@ -128,6 +136,11 @@ def plan(cfg: VerifyConfig) -> tuple[Layout, list[str]]:
                          f"(supported: {', '.join(FORMATS)})")
     if not Path(cfg.dataset).is_dir():
         raise FileNotFoundError(f"{cfg.dataset}: dataset folder not found")
+    if cfg.format == "pastis-hd":
+        from .verify_pastis import patches
+
+        found, _, _ = patches(Path(cfg.dataset))
+        return None, sorted(found, key=int)
     layout = Layout.of(cfg.dataset)
     names = tile_names(layout)
     if not names:
@@ -140,6 +153,15 @@ def verify(cfg: VerifyConfig, progress: Callable[[int, int], None] | None = None
     chosen = sample_names(names, cfg.sample)
     checks = check_tiles(cfg, chosen, progress)
     report = summarise(checks, cfg.max_shift_px, cfg.good_px)
+    if cfg.format == "pastis-hd":  # what belongs to the dataset, not to one patch
+        from .verify_pastis import check_norm_files, patches
+
+        found, features, problems = patches(Path(cfg.dataset))
+        folds = {int(features[n]["properties"].get("Fold", 0)) for n in found}
+        dataset_problems = [f"patch {p}: {reason}" for p, reason in problems] + check_norm_files(Path(cfg.dataset), folds)
+        report["summary"]["dataset_problems"] = dataset_problems
+        report["summary"]["problems"] += len(dataset_problems)
+        report["summary"]["passed"] = report["summary"]["passed"] and not dataset_problems
     report["summary"].update(dataset=str(cfg.dataset), format=cfg.format, pair=cfg.pair,
                              sentinel_lattice_m=cfg.lattice_m, tiles_in_dataset=len(names))
     report["per_tile_estimates"] = {c.name: c.shifts for c in checks}
@@ -147,6 +169,7 @@ def verify(cfg: VerifyConfig, progress: Callable[[int, int], None] | None = None
     from .verify_plots import plot_shifts
 
     pictures = [plot_shifts(report, cfg.png_dir / "shifts.png")] if report["scenes"] or report["tiles"] else []
-    pictures += quicklooks(cfg, report, layout)
+    if layout is not None:  # quick-looks: TreeSatAI-TS tiles
+        pictures += quicklooks(cfg, report, layout)
     report["pictures"] = [str(p) for p in pictures]
     return report

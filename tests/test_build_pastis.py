@@ -126,3 +126,29 @@ def test_bad_pastis_input_is_named(world, tmp_path):
                         "--recipe", str(ROOT / "recipes" / "pastis-hd-demo.toml"), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and "metadata.geojson" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_verify_pastis_hd_names_planted_defects(pastis_hd, tmp_path):
+    from omnisat_data.verify_alignment import VerifyConfig, verify
+
+    out, _ = pastis_hd
+    good = verify(VerifyConfig(out, format="pastis-hd", report=tmp_path / "r.json", png=tmp_path, workers=0))
+    assert good["summary"]["problems"] == 0, [t["problems"] for t in good["tiles"].values()]
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    meta = json.loads((bad / "metadata.geojson").read_text())
+    pid = meta["features"][0]["properties"]["ID_PATCH"]
+    dates = meta["features"][0]["properties"]["dates-S1A"]
+    dates["0"], dates["1"] = dates["1"], dates["0"]  # out of order
+    (bad / "metadata.geojson").write_text(json.dumps(meta))
+    s2 = np.load(bad / "DATA_S2" / f"S2_{pid}.npy")
+    np.save(bad / "DATA_S2" / f"S2_{pid}.npy", s2[:-1])  # one frame short of its dates
+    (bad / "NORM_S1D_patch.json").unlink()
+    with rasterio.open(spot_path(bad, pid), "r+") as ds:  # moved off the patch grid
+        ds.transform = ds.transform * rasterio.Affine.translation(5, 0)
+    report = verify(VerifyConfig(bad, format="pastis-hd", report=tmp_path / "b.json", png=tmp_path, workers=0))
+    problems = report["tiles"][str(pid)]["problems"] + report["summary"]["dataset_problems"]
+    for needle in ("dates-S1A: dates not ascending", "DATA_S2/S2_", "frames but metadata dates-S2",
+                   "not on the patch grid", "NORM_S1D_patch.json: missing"):
+        assert any(needle in p for p in problems), (needle, problems)
+    assert not report["summary"]["passed"]

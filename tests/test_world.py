@@ -179,6 +179,8 @@ def test_pastis_source_tree(world, plan):
         pid = p["ID_PATCH"]
         s2 = np.load(root / "DATA_S2" / f"S2_{pid}.npy")
         assert s2.dtype == np.int16 and s2.shape[1:] == (10, 128, 128) and s2.shape[0] == len(p["dates-S2"])
+        dates = list(p["dates-S2"].values())
+        assert dates == sorted(set(dates)), "PASTIS date lists are ascending and unique (spec 7.2)"
         for key in ("S1A", "S1D"):
             s1 = np.load(root / f"DATA_{key}" / f"{key}_{pid}.npy")
             assert s1.dtype == np.float16 and s1.shape[1:] == (3, 128, 128) and s1.shape[0] == len(p[f"dates-{key}"])

@@ -129,7 +129,11 @@ def write_pastis(root: Path, field: Field, cfg: WorldConfig, patches: list[Pasti
     """Write the PASTIS-R tree: one 128 x 128 patch per feature, series over the PASTIS span."""
     start, end = (dt.date.fromisoformat(d) for d in cfg.pastis_span)
     tile_name = patches[0].tile[1:].upper()
-    s2 = [s for s in s2_scenes if s.mgrs == tile_name and start <= s.datetime.date() <= end]
+    s2, days = [], set()
+    for s in sorted(s2_scenes, key=lambda s: (s.datetime, s.orbit)):  # PASTIS keeps one acquisition per day
+        if s.mgrs == tile_name and start <= s.datetime.date() <= end and s.datetime.date() not in days:
+            s2.append(s)
+            days.add(s.datetime.date())
     s1 = {"S1A": [], "S1D": []}
     for s in s1_scenes:
         key = "S1A" if s.direction == "ascending" else "S1D"
