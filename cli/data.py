@@ -190,12 +190,14 @@ def build_treesatai_command(
     out: Path = typer.Option(..., help="Output TreeSatAI-TS folder (created; reruns resume)."),
     catalog: Optional[str] = typer.Option(None, help="STAC API URL or item file for every modality (overrides the recipe)."),
     workers: int = typer.Option(2, help="Worker processes reading scenes (0: in this process)."),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler (tcp://HOST:PORT): run the units on its workers."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (searches, items, bytes) and stop."),
     limit: Optional[int] = typer.Option(None, help="Build only the first N tiles (by name)."),
     year: Optional[int] = typer.Option(None, help="Year for tiles missing from geojson/bb_60m.GeoJSON."),
 ) -> None:
     """Search, co-register and write TreeSatAI-TS (Sentinel-2, Sentinel-1 asc/des series per aerial tile)."""
     from omnisat_data.build_treesatai import BuildConfig, dry_run as plan_only
+    from omnisat_data.executors import SchedulerError, check_scheduler
     from omnisat_data.recipe import load_recipe
     from omnisat_data.treesatai_tree import SourceError
 
@@ -207,12 +209,15 @@ def build_treesatai_command(
         loaded = load_recipe(recipe)
         if catalog:
             loaded = loaded.with_catalog(catalog)
-        cfg = BuildConfig(source=source, recipe=loaded, out=out, workers=workers, limit=limit, year=year)
+        cfg = BuildConfig(source=source, recipe=loaded, out=out, workers=workers, limit=limit, year=year,
+                          scheduler=scheduler)
+        if scheduler:
+            check_scheduler(scheduler)
         if dry_run:
             rows, report = plan_only(cfg)
         else:
             report = _build_treesatai(cfg)
-    except _known_errors() + (SourceError,) as exc:
+    except _known_errors() + (SourceError, SchedulerError) as exc:
         fail(str(exc))
     if dry_run:
         table = Table(title=f"Plan: {report.tiles_total} tiles, {len(report.skipped)} already complete, "
@@ -330,9 +335,11 @@ def build_pastis_command(
     out: Path = typer.Option(..., help="Output PASTIS-HD folder (created; reruns resume)."),
     catalog: Optional[str] = typer.Option(None, help="STAC API URL or item file for every modality (overrides the recipe)."),
     workers: int = typer.Option(2, help="Worker processes (0: in this process)."),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler (tcp://HOST:PORT): run the units on its workers."),
 ) -> None:
     """Add the VHR modality to a PASTIS-R tree: PASTIS-HD (SPOT-like images area-averaged onto each patch grid)."""
     from omnisat_data.build_pastis import PastisConfig, build_pastis, check_recipe
+    from omnisat_data.executors import SchedulerError, check_scheduler
     from omnisat_data.pastis_tree import read_pastis
     from omnisat_data.recipe import load_recipe
     from omnisat_data.treesatai_tree import SourceError
@@ -343,11 +350,13 @@ def build_pastis_command(
             loaded = loaded.with_catalog(catalog)
         check_recipe(loaded)
         read_pastis(source)  # bad input fails here, before a progress bar is drawn
+        if scheduler:
+            check_scheduler(scheduler)
         with _progress() as bar:
             task = bar.add_task("VHR images (scene x patch group)", total=None)
-            report = build_pastis(PastisConfig(source, loaded, out, workers),
+            report = build_pastis(PastisConfig(source, loaded, out, workers, scheduler),
                                   progress=lambda stage, done, total: bar.update(task, completed=done, total=total))
-    except _known_errors() + (SourceError,) as exc:
+    except _known_errors() + (SourceError, SchedulerError) as exc:
         fail(str(exc))
     out_console = Console(width=120)
     r = report.to_dict()

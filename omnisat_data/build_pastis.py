@@ -24,7 +24,8 @@ import rasterio
 import rasterio.windows
 from shapely.geometry import box, shape
 
-from .build_treesatai import _executor, group_tiles, lonlat, place_copy, write_json
+from .build_treesatai import group_tiles, lonlat, place_copy, write_json
+from .executors import executor
 from .catalog.search import Catalog, CatalogError, Search, open_catalog
 from .cog import write_gtiff
 from .grid import Grid
@@ -50,6 +51,7 @@ class PastisConfig:
     recipe: Recipe
     out: Path
     workers: int = 2
+    scheduler: str | None = None  # a Dask scheduler address: the units run on its workers
 
 
 @dataclass
@@ -191,7 +193,7 @@ def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
                 report.failed[t.name] = f"no {cfg.recipe.vhr.collection} item of {VHR_YEAR} covers the patch"
 
     # units: (VHR item, its patches), written by the workers
-    with _executor(cfg.workers) as pool:
+    with executor(cfg.workers, cfg.scheduler) as pool:
         futures = [pool.submit(vhr_unit, href, [(int(t.name), t.vhr.to_dict(), str(spot_path(cfg.out, int(t.name))))
                                                 for t in members])
                    for href, members in assigned.values()]

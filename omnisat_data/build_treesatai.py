@@ -19,12 +19,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from shapely.geometry import box, mapping, shape
 
 from .acquisitions import Acquisition, s1_acquisition, s2_acquisition
 from .catalog.search import Catalog, CatalogError, Search, open_catalog
+from .executors import executor
 from .normalise import ItemError
 from .recipe import Recipe, RecipeError, series_year
 from .scene_read import ReadSpec, read_acquisition
@@ -53,6 +53,7 @@ class BuildConfig:
     recipe: Recipe
     out: Path
     workers: int = 2  # worker processes; 0 reads in this process
+    scheduler: str | None = None  # a Dask scheduler address (tcp://HOST:PORT): the units run on its workers
     limit: int | None = None  # first N tiles (by name) only
     year: int | None = None  # fallback year for tiles missing from bb_60m.GeoJSON
 
@@ -170,13 +171,6 @@ def read_spec(recipe: Recipe, series: str) -> ReadSpec:
 
 def run_unit(acq: Acquisition, grids: tuple, spec: ReadSpec) -> tuple[np.ndarray, int]:
     return read_acquisition(acq, grids, spec)
-
-
-def _executor(workers: int) -> Executor:
-    if workers <= 0:
-        return ThreadPoolExecutor(max_workers=1)  # in order, in this process (debugging, tests)
-    # spawn: the parent may run threads (servers, progress); forked GDAL state is not safe to share
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 # -- 4. tiles -----------------------------------------------------------------------------------------
@@ -385,7 +379,7 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None) -> Build
     total = sum(len(g.units) for g in groups)
     report.units = total
     done = 0
-    with _executor(cfg.workers) as pool:
+    with executor(cfg.workers, cfg.scheduler) as pool:
         futures: list[tuple[Future, Group, Acquisition, list[int]]] = []
         for group in groups:
             group.pending = len(group.units)

@@ -344,3 +344,23 @@ def test_dry_run_plans_without_writing(world, tmp_path):
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "2022" in r.stdout and " 8 " in r.stdout and not (tmp_path / "o" / "sentinel").exists()
+
+
+@pytest.mark.slow
+def test_dask_cluster_build_equals_local_build(built, world, tmp_path):
+    from distributed import LocalCluster
+
+    out, _ = built
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        cfg = BuildConfig(world / "sources" / "treesatai", recipe_for(str(world / "stac" / "items.ndjson")),
+                          tmp_path / "dask", workers=0, scheduler=cluster.scheduler_address)
+        report = build_treesatai(cfg)
+    assert report.failed == {} and len(report.done) == 8
+    assert tree_files(tmp_path / "dask") == tree_files(out)
+
+
+def test_unreachable_scheduler_is_one_line(world, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "cli.data", "build", "treesatai", "--source", str(world / "sources" / "treesatai"),
+                        "--recipe", str(ROOT / "recipes" / "demo.toml"), "--out", str(tmp_path / "o"),
+                        "--scheduler", "tcp://127.0.0.1:9"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "tcp://127.0.0.1:9" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -1,0 +1,53 @@
+"""Where a build's units of work run: in this process, a local pool of processes, or a Dask cluster.
+
+All three are `concurrent.futures` executors, so the build code is the same everywhere. On Dask
+(`--scheduler tcp://HOST:PORT`, a scheduler and workers started by the user, e.g. with dask-jobqueue
+or on Kubernetes) every unit is retried twice on another worker if its worker dies; units write
+their own outputs (or return small arrays), so no raster is held on the client. GDAL settings travel
+with each unit (`rasterio.Env` inside it), so workers need no configuration beyond the package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+
+DASK_RETRIES = 2
+
+
+class SchedulerError(RuntimeError):
+    """The Dask scheduler cannot be reached or used; the message names its address."""
+
+
+@contextlib.contextmanager
+def executor(workers: int, scheduler: str | None = None) -> Iterator[Executor]:
+    if scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise SchedulerError("--scheduler needs the distributed package (pip install distributed)") from None
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as error:
+            raise SchedulerError(f"scheduler {scheduler}: cannot connect ({' '.join(str(error).split())})") from None
+        try:
+            with client.get_executor(retries=DASK_RETRIES, pure=False) as pool:
+                yield pool
+        finally:
+            client.close()
+        return
+    if workers <= 0:
+        with ThreadPoolExecutor(max_workers=1) as pool:  # in order, in this process (debugging, tests)
+            yield pool
+        return
+    # spawn: the parent may run threads (servers, progress); forked GDAL state is not safe to share
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def check_scheduler(address: str) -> None:
+    """Fail early, in one line, when a Dask scheduler cannot be reached."""
+    with executor(0, address):
+        pass
