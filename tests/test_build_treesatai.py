@@ -364,3 +364,29 @@ def test_unreachable_scheduler_is_one_line(world, tmp_path):
                         "--recipe", str(ROOT / "recipes" / "demo.toml"), "--out", str(tmp_path / "o"),
                         "--scheduler", "tcp://127.0.0.1:9"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and "tcp://127.0.0.1:9" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.slow
+def test_killing_a_dask_worker_mid_build_loses_nothing(built, world, tmp_path):
+    from distributed import Client, LocalCluster
+
+    out, _ = built
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as killer:
+        victim = sorted(killer.scheduler_info()["workers"])[0]
+        killed = []
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage == "read" and done == 5 and not killed:  # mid-build: 5 of 44 units back
+                killed.append(victim)
+                try:
+                    killer.run(os._exit, 1, workers=[victim])
+                except Exception:  # the worker dies before it can answer: that is the point
+                    pass
+
+        cfg = BuildConfig(world / "sources" / "treesatai", recipe_for(str(world / "stac" / "items.ndjson")),
+                          tmp_path / "dask", workers=0, scheduler=cluster.scheduler_address)
+        report = build_treesatai(cfg, progress=progress)
+        assert victim not in killer.scheduler_info()["workers"]  # it did die (its nanny started a new one)
+    assert killed and report.failed == {} and len(report.done) == 8
+    assert tree_files(tmp_path / "dask") == tree_files(out)
