@@ -72,6 +72,7 @@ class TrainConfig:
     device: str = "auto"
     label_fraction: float = 1.0  # finetune / probe: keep this multi-label-stratified fraction of train
     cache: Path | None = None  # packed memory-mapped copy of each split (built once); None reads the tree
+    tensorboard: bool = True  # also write TensorBoard scalars to OUT/tensorboard
     dropout: float | None = None  # override every dropout / drop-path rate (0: deterministic checks)
 
     def __post_init__(self) -> None:
@@ -307,7 +308,9 @@ def run_epoch(cfg, rt, model, loader, epoch, optimizer=None, split="train") -> d
                     loss = bce(logits.float(), batch["label"])
                     confusion += counts(logits.detach().float().cpu(), batch["label"].cpu())
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite {split} loss at epoch {epoch} step {step}")
+                kept = Path(cfg.out) / "last.pt"
+                raise FloatingPointError(f"non-finite {split} loss at epoch {epoch} step {step}; the run stops "
+                                         + (f"with the last good checkpoint {kept}" if kept.is_file() else "before any checkpoint"))
             if training:
                 (loss / cfg.accumulate).backward()
                 if (step + 1) % cfg.accumulate == 0 or step + 1 == len(loader):
@@ -433,6 +436,11 @@ def fit(run: Run, progress=None) -> dict:
                                                          run.scheduler, run.state)
     out = Path(cfg.out)
     monitor = "loss" if cfg.task == "pretrain" else "f1_macro"
+    board = None
+    if rt.main and cfg.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        board = SummaryWriter(str(out / "tensorboard"))
     t0 = time.perf_counter()
     for epoch in range(run.start, cfg.epochs):
         data["train"][0].set_epoch(epoch)
@@ -448,6 +456,13 @@ def fit(run: Run, progress=None) -> dict:
                   "seconds": round(time.perf_counter() - tick, 3),
                   "samples_per_s": round(train_metrics["samples"] / max(time.perf_counter() - tick, 1e-9), 2)}
         state["history"].append(record)
+        if board is not None:
+            for split, metrics in (("train", train_metrics), ("val", val_metrics)):
+                for key, value in metrics.items():
+                    if isinstance(value, float):
+                        board.add_scalar(f"{split}/{key}", value, epoch)
+            board.add_scalar("lr", record["lr"], epoch)
+            board.flush()
         if rt.main:
             append_jsonl(out / "metrics.jsonl", record)
             payload = checkpoint_payload(cfg, model, optimizer, scheduler, epoch, state)
@@ -471,6 +486,8 @@ def fit(run: Run, progress=None) -> dict:
         result["test"] = test
         if rt.main:
             save_json(out / "test.json", test)
+    if board is not None:
+        board.close()
     if rt.main and state["history"]:
         write_curves(state["history"], out / "curves.png")
     if rt.world > 1:  # leave together: a process that exits while another still talks to it aborts both

@@ -85,6 +85,8 @@ def test_resume_continues_exactly_and_finetune_starts_from_pretraining(built, tm
     lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
     assert (tmp_path / "whole" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    events = list((tmp_path / "whole" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100
     # fine-tuning on a subset of the pretrained modalities loads the shared encoder weights
     ft = train(_cfg(built[0], tmp_path / "ft", task="finetune", modalities=("s2",), epochs=1,
                     init=tmp_path / "whole" / "last.pt"))
