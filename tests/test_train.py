@@ -175,3 +175,15 @@ def test_packed_cache_serves_the_same_samples(built, tmp_path):
                     assert torch.equal(a[key], b[key]), (i, key)
     index = json.loads((tmp_path / "cache" / "train" / "index.json").read_text())
     assert len(index["names"]) == len(raw) and not list((tmp_path / "cache").glob(".*tmp"))
+
+
+def test_non_finite_loss_stops_the_run(built, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(built[0], broken)
+    for path in (broken / "sentinel").glob("*.h5"):
+        with h5py.File(path, "r+") as f:
+            d = f["sen-2-data"][()]
+            d[...] = 3e38  # overflows to inf inside the network
+            f["sen-2-data"][...] = d
+    with pytest.raises(FloatingPointError, match="non-finite train loss at epoch 0 step 0; the run stops before any checkpoint"):
+        train(_cfg(broken, tmp_path / "run", task="finetune", modalities=("s2",), epochs=1))
