@@ -37,7 +37,13 @@ def _load(checkpoint: Path, data: Path | None):
 
 def _loader(root: Path, split: str, config, train_config: dict, batch_size: int):
     try:
-        ds = TreeSatTS(root, split, config.modalities, train=False, max_dates=train_config.get("max_dates", 50))
+        if str(train_config.get("model", "")).startswith("pastis-hd"):
+            from .data_pastis import PastisHD
+
+            folds = {k: tuple(v) for k, v in train_config["folds"].items()} if train_config.get("folds") else None
+            ds = PastisHD(root, split, config.modalities, max_dates=train_config.get("max_dates", 50), folds=folds)
+        else:
+            ds = TreeSatTS(root, split, config.modalities, train=False, max_dates=train_config.get("max_dates", 50))
     except DataError as error:
         raise TrainError(str(error)) from None
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
@@ -50,18 +56,22 @@ def evaluate(checkpoint: Path, split: str = "test", data: Path | None = None, ou
     if not isinstance(model, OmniSatClassifier):
         raise TrainError(f"{checkpoint}: a pretraining checkpoint has no classifier to evaluate (fine-tune it first)")
     model.to(device)
-    confusion = torch.zeros(3, len(GENERA), dtype=torch.float64)
+    classes = model.head.out_features
+    confusion = torch.zeros(3, classes, dtype=torch.float64)
     loss, n = 0.0, 0
     with torch.no_grad():
         for batch in _loader(root, split, config, train_config, batch_size):
             batch = to_device(batch, torch.device(device))
             logits = model(batch).float()
             loss += float(torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["label"],
-                                                                              reduction="sum")) / len(GENERA)
+                                                                              reduction="sum")) / classes
             n += len(batch["label"])
             confusion += counts(logits.cpu(), batch["label"].cpu())
+    from .data_pastis import CLASSES
+
+    names = list(GENERA) if classes == len(GENERA) else list(CLASSES)
     result = {"checkpoint": str(checkpoint), "data": str(root), "split": split, "tiles": n,
-              "loss": loss / max(n, 1), "classes": list(GENERA), **f1_scores(confusion)}
+              "loss": loss / max(n, 1), "classes": names, **f1_scores(confusion)}
     target = out or Path(checkpoint).with_name(f"eval-{split}.json")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n")
@@ -84,7 +94,10 @@ def embed(checkpoint: Path, out: Path, split: str = "test", data: Path | None = 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
+    from .data_pastis import CLASSES
+
+    classes = GENERA if labels[0].shape[1] == len(GENERA) else CLASSES
     np.savez(tmp, names=np.array(names), embeddings=np.concatenate(vectors), labels=np.concatenate(labels),
-             classes=np.array(GENERA))
+             classes=np.array(classes))
     os.replace(tmp, out)
     return {"path": str(out), "tiles": len(names), "dim": int(vectors[0].shape[1])}

@@ -37,6 +37,7 @@ from .metrics import counts, f1_scores
 from .model import OmniSatClassifier, OmniSatPretraining
 
 TASKS = ("pretrain", "finetune", "probe")
+MODELS = ("treesatai-ts", "treesatai-ts-small", "pastis-hd", "pastis-hd-small")
 DEFAULT_LR = {"pretrain": 1e-4, "finetune": 2e-4, "probe": 2e-3}
 DEFAULT_PATIENCE = {"pretrain": 40, "finetune": 10, "probe": 10}
 
@@ -51,7 +52,7 @@ class TrainConfig:
     data: Path  # a TreeSatAI-TS tree
     out: Path  # run folder: checkpoints, metrics.jsonl, curves.png, test.json
     modalities: tuple[str, ...] = ("aerial", "s2", "s1-asc")
-    model: str = "treesatai-ts"  # treesatai-ts (the reference) or treesatai-ts-small (CPU demos, tests)
+    model: str = "treesatai-ts"  # treesatai-ts | pastis-hd (the reference sizes), or *-small (CPU demos, tests)
     init: Path | None = None  # finetune / probe: our pretraining checkpoint (or a converted reference one)
     epochs: int = 200
     min_epochs: int = 0  # no early stop before this epoch
@@ -74,14 +75,15 @@ class TrainConfig:
     cache: Path | None = None  # packed memory-mapped copy of each split (built once); None reads the tree
     tensorboard: bool = True  # also write TensorBoard scalars to OUT/tensorboard
     dropout: float | None = None  # override every dropout / drop-path rate (0: deterministic checks)
+    folds: dict | None = None  # PASTIS-HD splits, e.g. {"train": [1, 2, 3], "val": [4], "test": [5]} (the default)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise TrainError(f"task {self.task!r}: choose one of {', '.join(TASKS)}")
         if self.precision not in ("fp32", "tf32", "bf16"):
             raise TrainError(f"precision {self.precision!r}: choose fp32, tf32 or bf16")
-        if self.model not in ("treesatai-ts", "treesatai-ts-small"):
-            raise TrainError(f"model {self.model!r}: choose treesatai-ts or treesatai-ts-small")
+        if self.model not in MODELS:
+            raise TrainError(f"model {self.model!r}: choose one of {', '.join(MODELS)}")
         if self.task != "pretrain" and self.init is None and self.task == "probe":
             raise TrainError("probe: --init CHECKPOINT is required (a frozen random encoder probes nothing)")
         if not 0 < self.label_fraction <= 1:
@@ -129,9 +131,19 @@ def load_config(task: str, toml_file: Path | None = None, **overrides: Any) -> T
     return TrainConfig(**values)
 
 
+def is_pastis(cfg: TrainConfig) -> bool:
+    return cfg.model.startswith("pastis-hd")
+
+
+def class_names(cfg: TrainConfig) -> tuple[str, ...]:
+    from .data_pastis import CLASSES
+
+    return CLASSES if is_pastis(cfg) else GENERA
+
+
 def model_config(cfg: TrainConfig) -> OmniSatConfig:
-    config = preset("treesatai-ts", ("aerial", "s2", "s1-asc", "s1-des"))
-    if cfg.model == "treesatai-ts-small":  # width 64, 3 blocks: minutes on a CPU
+    config = preset("pastis-hd" if is_pastis(cfg) else "treesatai-ts", ("aerial", "s2", "s1-asc", "s1-des"))
+    if cfg.model.endswith("-small"):  # width 64, 3 blocks: minutes on a CPU
         series = tuple(dataclasses.replace(s, heads=4, mlp_in=(16, 32, 64), mlp=(64, 128, 64)) for s in config.series)
         config = dataclasses.replace(config, vhr=dataclasses.replace(config.vhr, width=64), series=series,
                                      embed_dim=64, depth=3, num_heads=4)
@@ -215,12 +227,20 @@ def loaders(cfg: TrainConfig, rt: Runtime) -> dict[str, tuple[TreeSatTS, torch.u
         fraction = cfg.label_fraction if split == "train" and cfg.task != "pretrain" else 1.0
         if cfg.cache is not None and rt.world > 1 and not rt.main:
             dist.barrier()  # rank 0 packs first; the others then open what it wrote
-        ds = TreeSatTS(cfg.data, split, cfg.modalities, train=split == "train", max_dates=cfg.max_dates,
-                       reference=cfg.reference_transforms, seed=cfg.seed, label_fraction=fraction, cache=cfg.cache)
+        if is_pastis(cfg):
+            from .data_pastis import PastisHD
+
+            folds = {k: tuple(v) for k, v in cfg.folds.items()} if cfg.folds else None
+            ds = PastisHD(cfg.data, split, cfg.modalities, train=split == "train", max_dates=cfg.max_dates,
+                          reference=cfg.reference_transforms, seed=cfg.seed, folds=folds)
+        else:
+            ds = TreeSatTS(cfg.data, split, cfg.modalities, train=split == "train", max_dates=cfg.max_dates,
+                           reference=cfg.reference_transforms, seed=cfg.seed, label_fraction=fraction, cache=cfg.cache)
         if cfg.cache is not None and rt.world > 1 and rt.main:
             dist.barrier()
         if not len(ds):
-            raise TrainError(f"{cfg.data}: split {split} has no tile with a genus above 0.07")
+            raise TrainError(f"{cfg.data}: split {split} is empty" + ("" if is_pastis(cfg) else
+                                                                        " (no tile with a genus above 0.07)"))
         sampler = EpochSampler(len(ds), rt, cfg.seed, shuffle=split == "train", batch=cfg.batch_size)
         loader = torch.utils.data.DataLoader(ds, batch_size=per_process, sampler=sampler, collate_fn=collate,
                                              num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
@@ -237,7 +257,7 @@ def to_device(batch: dict, device: torch.device) -> dict:
 def build(cfg: TrainConfig, config: OmniSatConfig) -> nn.Module:
     if cfg.task == "pretrain":
         return OmniSatPretraining(config)
-    model = OmniSatClassifier(config, len(GENERA))
+    model = OmniSatClassifier(config, len(class_names(cfg)))
     if cfg.init is not None:
         payload = read_checkpoint(cfg.init)
         trained = payload.get("train_config", {}).get("model")
@@ -293,7 +313,7 @@ def run_epoch(cfg, rt, model, loader, epoch, optimizer=None, split="train") -> d
         model = model.module  # evaluation needs no gradient sync (and shards may differ in size)
     model.train(training)
     total = torch.zeros(2, dtype=torch.float64)  # loss sum, samples
-    confusion = torch.zeros(3, len(GENERA), dtype=torch.float64)
+    confusion = torch.zeros(3, len(class_names(cfg)), dtype=torch.float64)
     bce = nn.BCEWithLogitsLoss()
     with torch.set_grad_enabled(training):
         for step, batch in enumerate(loader):
@@ -341,7 +361,7 @@ def checkpoint_payload(cfg, model, optimizer, scheduler, epoch, state) -> dict:
             "epoch": epoch, "state": state, "rng": torch.get_rng_state(),
             "train_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()},
             "config": config_to_dict(core.config), "kind": "pretraining" if cfg.task == "pretrain" else "classifier",
-            "num_classes": None if cfg.task == "pretrain" else len(GENERA)}
+            "num_classes": None if cfg.task == "pretrain" else len(class_names(cfg))}
 
 
 def write_curves(history: list[dict], path: Path) -> None:

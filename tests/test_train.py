@@ -187,3 +187,30 @@ def test_non_finite_loss_stops_the_run(built, tmp_path):
             f["sen-2-data"][...] = d
     with pytest.raises(FloatingPointError, match="non-finite train loss at epoch 0 step 0; the run stops before any checkpoint"):
         train(_cfg(broken, tmp_path / "run", task="finetune", modalities=("s2",), epochs=1))
+
+
+def test_pastis_hd_samples_and_a_training_epoch(world, tmp_path):
+    from omnisat_data.build_pastis import PastisConfig, build_pastis
+    from omnisat_data.recipe import load_recipe
+    from omnisat_model.data_pastis import CLASSES, PastisHD, days_since_reference, presence
+
+    out = tmp_path / "PASTIS-R"
+    recipe = load_recipe(ROOT / "recipes" / "pastis-hd-demo.toml").with_catalog(str(world / "stac" / "items.ndjson"))
+    build_pastis(PastisConfig(world / "sources" / "PASTIS-R", recipe, out, workers=0))
+    meta = json.loads((out / "metadata.geojson").read_text())["features"][0]["properties"]
+    one_fold = {"train": [meta["Fold"]], "val": [meta["Fold"]], "test": [meta["Fold"]]}
+    ds = PastisHD(out, "train", ("aerial", "s2", "s1-asc"), max_dates=5, folds=one_fold)
+    s = ds[0]
+    target = np.load(out / "ANNOTATIONS" / f"TARGET_{meta['ID_PATCH']}.npy")[0]
+    assert torch.equal(s["label"], torch.from_numpy(presence(target))) and s["label"].shape == (len(CLASSES),)
+    assert s["aerial"].shape == (3, 1280, 1280) and s["s2"].shape[1:] == (10, 128, 128) and s["s1-asc"].shape[1:] == (3, 128, 128)
+    assert s["s2_dates"][0] == days_since_reference(list(meta["dates-S2"].values())[0]) >= 0
+    assert presence(np.array([[0, 19], [1, 18]])).tolist() == [1.0] + [0.0] * 16 + [1.0]
+    result = train(TrainConfig(task="finetune", data=out, out=tmp_path / "run", model="pastis-hd-small",
+                               modalities=("s2", "s1-asc"), batch_size=1, epochs=1, max_dates=4, device="cpu",
+                               folds=one_fold))
+    assert len(result["test"]["f1_per_class"]) == 18 and result["history"][0]["train"]["samples"] == 1
+    from omnisat_model.evaluate import evaluate
+
+    again = evaluate(tmp_path / "run" / "best.pt", "test")
+    assert again["classes"] == list(CLASSES) and again["f1_per_class"] == result["test"]["f1_per_class"]
