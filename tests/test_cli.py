@@ -9,7 +9,8 @@ import pytest
 
 COMMANDS = [["--help"], ["world", "--help"], ["world", "make", "--help"], ["stac", "--help"],
             ["stac", "serve", "--help"], ["stac", "search", "--help"], ["demo", "--help"],
-            ["build", "--help"], ["build", "treesatai", "--help"]]
+            ["build", "--help"], ["build", "treesatai", "--help"], ["build", "pastis-r", "--help"],
+            ["verify-alignment", "--help"]]
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a))
