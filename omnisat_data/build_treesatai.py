@@ -3,9 +3,10 @@
 The flow, top to bottom:
   1. read the source tree (tiles, labels, splits) and skip tiles already complete in `out`;
   2. group pending tiles by neighbourhood and series year; one search per group and modality;
-  3. one unit of work per (acquisition, group): open each asset once, resample every tile of the
-     group that the scene covers (scene_read.py), in a pool of worker processes;
-  4. when a group's units are all back, assemble and write each of its tiles (treesatai_ts.py),
+  3. one unit of work per (acquisition, batch of at most `batch_tiles` tiles of a group): open each
+     asset once, resample every tile of the batch that the scene covers (scene_read.py), in a pool of
+     worker processes or on a Dask cluster, a bounded window of batches at a time;
+  4. when a batch's units are all back, assemble and write each of its tiles (treesatai_ts.py),
      then its manifest item, which marks the tile complete;
   5. write what spans tiles: aerial copies, labels, splits, statistics, collection and report.
 
@@ -44,6 +45,7 @@ from .treesatai_ts import S2_BANDS, SERIES, Series, assemble, tile_files, write_
 
 MANIFEST = Path("stac")
 REPORT = "build-report.json"
+IN_FLIGHT = 3  # batches whose units are queued at once
 VAL_FRACTION = 0.1  # val carved from train: the first 10 % (at least 2) of train ranked by sha256(name)
 
 
@@ -54,6 +56,7 @@ class BuildConfig:
     out: Path
     workers: int = 2  # worker processes; 0 reads in this process
     scheduler: str | None = None  # a Dask scheduler address (tcp://HOST:PORT): the units run on its workers
+    batch_tiles: int = 256  # tiles held in memory together (a unit = one acquisition x one batch)
     limit: int | None = None  # first N tiles (by name) only
     year: int | None = None  # fallback year for tiles missing from bb_60m.GeoJSON
 
@@ -89,7 +92,6 @@ class Group:
     units: list[tuple[Acquisition, list[int]]] = field(default_factory=list)  # acquisition, tile indices
     frames: dict[int, list] = field(default_factory=dict)  # tile index -> [(key, product, item, values, series)]
     failed: dict[int, str] = field(default_factory=dict)
-    pending: int = 0
 
 
 Progress = Callable[[str, int, int], None]
@@ -156,6 +158,20 @@ def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], rep
             members = [i for i, f in enumerate(footprints) if covered.intersects(f)]
             if members:
                 group.units.append((acq, members))
+
+
+def split_group(group: Group, size: int) -> list[Group]:
+    """The group's tiles in batches of at most `size`, each with the units (acquisition, its tiles) it needs.
+
+    A batch is what is held in memory until its tiles are written; each asset is opened once per batch
+    (one search per group still serves them all)."""
+    out = []
+    for start in range(0, max(len(group.tiles), 1), size):
+        local = {i: i - start for i in range(start, min(start + size, len(group.tiles)))}
+        units = [(acq, [local[i] for i in members if i in local]) for acq, members in group.units]
+        failed = {local[i]: reason for i, reason in group.failed.items() if i in local}
+        out.append(Group(group.year, group.tiles[start : start + size], [u for u in units if u[1]], failed=failed))
+    return out
 
 
 # -- 3. units of work ---------------------------------------------------------------------------------
@@ -375,41 +391,42 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None) -> Build
         if progress:
             progress("search", k + 1, len(groups))
 
+    batches = [b for g in groups for b in split_group(g, cfg.batch_tiles)]
     specs = {name: read_spec(cfg.recipe, name) for name in SERIES}
-    total = sum(len(g.units) for g in groups)
+    total = sum(len(b.units) for b in batches)
     report.units = total
     done = 0
     with executor(cfg.workers, cfg.scheduler) as pool:
-        futures: list[tuple[Future, Group, Acquisition, list[int]]] = []
-        for group in groups:
-            group.pending = len(group.units)
-            for acq, members in group.units:
-                grids = tuple(group.tiles[i].sentinel for i in members)
-                futures.append((pool.submit(run_unit, acq, grids, specs[acq.series]), group, acq, members))
-        for group in groups:  # groups with nothing to read (or a failed search) finish now
-            if group.pending == 0:
-                finish_group(group, cfg, source, report)
-        # Results are taken in submission order: groups complete in order and memory stays bounded.
-        for future, group, acq, members in futures:
-            try:
-                values, nbytes = future.result()
-                report.bytes_read += nbytes
-                for row, i in enumerate(members):
-                    group.frames.setdefault(i, []).append((acq.sort_key, acq.product, acq.item_id, values[row],
-                                                           acq.series))
-            except ItemError as error:
-                for i in members:
-                    group.failed.setdefault(i, str(error))
-            except Exception as error:  # a worker that died, or a bug: this unit's tiles fail, the build goes on
-                reason = f"item {acq.item_id}: {error.__class__.__name__}: {' '.join(str(error).split())}"
-                for i in members:
-                    group.failed.setdefault(i, reason)
-            group.pending -= 1
-            if group.pending == 0:
-                finish_group(group, cfg, source, report)
-            done += 1
-            if progress:
-                progress("read", done, total)
+        def submit(batch: Group) -> list[tuple[Future, Acquisition, list[int]]]:
+            return [(pool.submit(run_unit, acq, tuple(batch.tiles[i].sentinel for i in members), specs[acq.series]),
+                     acq, members) for acq, members in batch.units]
+
+        # A window of IN_FLIGHT batches: the pool stays busy while memory holds at most that many batches' frames.
+        queue = iter(batches)
+        window = [(b, submit(b)) for b in (next(queue, None) for _ in range(IN_FLIGHT)) if b is not None]
+        while window:
+            batch, futures = window.pop(0)
+            for future, acq, members in futures:  # in submission order
+                try:
+                    values, nbytes = future.result()
+                    report.bytes_read += nbytes
+                    for row, i in enumerate(members):
+                        batch.frames.setdefault(i, []).append((acq.sort_key, acq.product, acq.item_id, values[row],
+                                                               acq.series))
+                except ItemError as error:
+                    for i in members:
+                        batch.failed.setdefault(i, str(error))
+                except Exception as error:  # a worker that died, or a bug: this unit's tiles fail, the build goes on
+                    reason = f"item {acq.item_id}: {error.__class__.__name__}: {' '.join(str(error).split())}"
+                    for i in members:
+                        batch.failed.setdefault(i, reason)
+                done += 1
+                if progress:
+                    progress("read", done, total)
+            finish_group(batch, cfg, source, report)
+            following = next(queue, None)
+            if following is not None:
+                window.append((following, submit(following)))
 
     complete = sorted(t.name for t in tiles if is_complete(cfg.out, t.name))
     labels = {f"{stem}.tif": source.labels[f"{stem}.tif"] for stem in complete if f"{stem}.tif" in source.labels}
