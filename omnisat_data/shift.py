@@ -21,6 +21,7 @@ MIN_PIXELS = 12  # four unknowns: at least three times as many equations
 MIN_R2 = 0.6
 MAX_CONDITION = 200.0
 MAX_SHIFT_PX = 2.0  # a step beyond this has diverged (or the tile is not the image's)
+CONVERGED_PX = 1e-3  # a step smaller than this (0.01 m at 10 m) ends the iterations of a date
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def estimate_shifts(vhr: np.ndarray, targets: np.ndarray, vhr_res: float, origin
         step_d = np.where(np.isfinite(step_d), step_d, 0.0)
         d[idx] += step_d
         diverged[idx] |= np.hypot(d[idx, 0], d[idx, 1]) > MAX_SHIFT_PX * coarse
-        active[idx] = ~diverged[idx] & (np.hypot(step_d[:, 0], step_d[:, 1]) >= 1e-4 * coarse)
+        active[idx] = ~diverged[idx] & (np.hypot(step_d[:, 0], step_d[:, 1]) >= CONVERGED_PX * coarse)
     out = []
     for k in range(t):
         n = int(w[k].sum())
