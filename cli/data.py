@@ -152,7 +152,7 @@ def stac_search(
     console.print(f"{count} items")
 
 
-def _build_treesatai(cfg) -> "BuildReport":  # noqa: F821
+def _build_treesatai(cfg):
     from omnisat_data.build_treesatai import build_treesatai
 
     with _progress() as bar:

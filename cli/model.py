@@ -58,12 +58,8 @@ def _train(task: str, config: Path | None, overrides: dict) -> None:
 
     from omnisat_model.train import TrainError, fit, load_config, prepare
 
-    try:
-        cfg = load_config(task, config, **overrides)
-        run = prepare(cfg)
-    except TrainError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    cfg = _or_fail(lambda: load_config(task, config, **overrides))
+    run = _or_fail(prepare, cfg)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -135,26 +131,32 @@ for _task in ("pretrain", "finetune", "probe"):
     train_app.command(_task)(_command(_task))
 
 
+def _or_fail(fn, *args):
+    """Run `fn`; a TrainError (bad checkpoint, data or split) becomes one line on stderr and exit code 2."""
+    from omnisat_model.train import TrainError
+
+    try:
+        return fn(*args)
+    except TrainError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command("evaluate")
 def evaluate_command(
     checkpoint: Path = typer.Argument(..., help="A fine-tuning or probing checkpoint (best.pt / last.pt)."),
     split: str = typer.Option("test", help="train, val or test."),
-    data: Path = typer.Option(None, help="TreeSatAI-TS tree (default: the one the checkpoint was trained on)."),
+    data: Path = typer.Option(None, help="Dataset tree (default: the one the checkpoint was trained on)."),
     out: Path = typer.Option(None, help="JSON to write (default: eval-<split>.json beside the checkpoint)."),
     batch_size: int = typer.Option(16),
     device: str = typer.Option("cpu"),
 ) -> None:
-    """F1 (macro over the 15 genera as the reference, micro, weighted, per class) and loss on a split."""
+    """F1 (macro over all classes as the reference, micro, weighted, per class) and loss on a split."""
     import json
 
     from omnisat_model.evaluate import evaluate
-    from omnisat_model.train import TrainError
 
-    try:
-        result = evaluate(checkpoint, split, data, out, batch_size, device)
-    except TrainError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    result = _or_fail(evaluate, checkpoint, split, data, out, batch_size, device)
     typer.echo(json.dumps({k: result[k] for k in ("path", "split", "tiles", "f1_macro", "f1_micro", "f1_weighted",
                                                    "f1_macro_present", "loss")}))
 
@@ -162,9 +164,9 @@ def evaluate_command(
 @app.command("embed")
 def embed_command(
     checkpoint: Path = typer.Argument(..., help="Any checkpoint of `omnisat train` (pretraining included)."),
-    out: Path = typer.Argument(..., help=".npz to write: names, embeddings (N, D), labels (N, 15), classes."),
+    out: Path = typer.Argument(..., help=".npz to write: names, embeddings (N, D), labels (N, classes), classes."),
     split: str = typer.Option("test", help="train, val or test."),
-    data: Path = typer.Option(None, help="TreeSatAI-TS tree (default: the checkpoint's)."),
+    data: Path = typer.Option(None, help="Dataset tree (default: the checkpoint's)."),
     batch_size: int = typer.Option(16),
     device: str = typer.Option("cpu"),
 ) -> None:
@@ -172,14 +174,8 @@ def embed_command(
     import json
 
     from omnisat_model.evaluate import embed
-    from omnisat_model.train import TrainError
 
-    try:
-        result = embed(checkpoint, out, split, data, batch_size, device)
-    except TrainError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(json.dumps(result))
+    typer.echo(json.dumps(_or_fail(embed, checkpoint, out, split, data, batch_size, device)))
 
 
 if __name__ == "__main__":  # pragma: no cover

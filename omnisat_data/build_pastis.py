@@ -14,7 +14,6 @@ The flow, top to bottom (the TreeSatAI build's engine: its grouping, catalogs, p
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +23,15 @@ import rasterio
 import rasterio.windows
 from shapely.geometry import box, shape
 
-from .build_treesatai import group_tiles, lonlat, place_copy, write_json
+from .atomic import write_json
+from .build_treesatai import group_tiles, lonlat, place_copy
 from .executors import executor
 from .catalog.search import Catalog, CatalogError, Search, open_catalog
 from .cog import write_gtiff
 from .grid import Grid
-from .pastis_tree import Patch, read_pastis
+from .pastis_tree import read_pastis
 from .recipe import Recipe, RecipeError
-from .resample import _transformer, area_average
+from .resample import Window, area_average, transformer
 from .serve.assets import gdal_http_env
 from .tile import Tile
 
@@ -84,17 +84,15 @@ def vhr_unit(href: str, targets: list[tuple[int, dict, str]], bands: int = 3) ->
             grid = Grid.from_dict(grid_dict)
             try:
                 left, bottom, right, top = grid.bounds
-                xs, ys = _transformer(grid.crs, crs).transform([left, right, right, left], [top, top, bottom, bottom])
+                xs, ys = transformer(grid.crs, crs).transform([left, right, right, left], [top, top, bottom, bottom])
                 window = rasterio.windows.from_bounds(min(xs), min(ys), max(xs), max(ys), src.transform)
                 window = window.round_offsets().round_lengths()
                 window = rasterio.windows.Window(window.col_off - 2, window.row_off - 2, window.width + 4, window.height + 4)
                 full = rasterio.windows.Window(0, 0, src.width, src.height)
                 window = window.intersection(full)
                 data = src.read(list(range(1, bands + 1)), window=window).astype(np.float64)
-                from .resample import Window as W
-
-                values = area_average(data, src.transform, crs, grid,
-                                      window=W(int(window.row_off), int(window.col_off), int(window.height), int(window.width)))
+                values = area_average(data, src.transform, crs, grid, window=Window(
+                    int(window.row_off), int(window.col_off), int(window.height), int(window.width)))
                 if np.isnan(values).any():
                     raise ValueError(f"the image covers {100 * (1 - np.isnan(values[0]).mean()):.1f} % of the patch")
                 write_gtiff(Path(path), np.rint(values).astype(np.uint8), grid)
@@ -194,15 +192,18 @@ def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
 
     # units: (VHR item, its patches), written by the workers
     with executor(cfg.workers, cfg.scheduler) as pool:
-        futures = [pool.submit(vhr_unit, href, [(int(t.name), t.vhr.to_dict(), str(spot_path(cfg.out, int(t.name))))
-                                                for t in members])
+        futures = [(pool.submit(vhr_unit, href, [(int(t.name), t.vhr.to_dict(), str(spot_path(cfg.out, int(t.name))))
+                                                 for t in members]), members)
                    for href, members in assigned.values()]
-        for k, future in enumerate(futures):
+        for k, (future, members) in enumerate(futures):
             try:
                 for pid, reason in future.result().items():
-                    (report.failed.__setitem__(str(pid), reason) if reason else report.done.append(pid))
+                    if reason:
+                        report.failed[str(pid)] = reason
+                    else:
+                        report.done.append(pid)
             except Exception as error:  # a worker that died or an unreadable image: its patches fail
-                for t in list(assigned.values())[k][1]:
+                for t in members:
                     report.failed[t.name] = f"{error.__class__.__name__}: {' '.join(str(error).split())}"
             if progress:
                 progress("vhr", k + 1, len(futures))

@@ -30,14 +30,15 @@ from pathlib import Path
 
 import numpy as np
 import shapely
-from pyproj import Transformer
 from shapely.geometry import box, mapping, shape
 
 from .acquisitions import Acquisition, s1_acquisition, s2_acquisition
+from .atomic import temporary_path, write_json, write_text
 from .catalog.search import Catalog, CatalogError, Search, open_catalog
 from .executors import executor
 from .normalise import ItemError
 from .recipe import Recipe, RecipeError, series_year
+from .resample import transformer
 from .scene_read import ReadSpec, read_acquisition
 from .tile import Tile
 from .treesatai_tree import LABELS, TreeSatSource, read_treesatai
@@ -134,7 +135,7 @@ def group_tiles(tiles: list[Tile], recipe: Recipe) -> list[Group]:
 
 
 def lonlat(tile: Tile):
-    to_wgs84 = Transformer.from_crs(tile.vhr.crs, "EPSG:4326", always_xy=True).transform
+    to_wgs84 = transformer(tile.vhr.crs, "EPSG:4326").transform  # cached: one per CRS pair, not per tile
     return shapely.transform(tile.vhr.footprint, lambda x, y: to_wgs84(x, y), interleaved=False)
 
 
@@ -225,26 +226,11 @@ def manifest_item(out: Path, tile: Tile, files: dict[str, Path], aerial: Path, s
     }
 
 
-def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def place_copy(src: Path, dst: Path) -> None:
     """`dst` with the bytes of `src`: a hard link where possible (no second copy on disk), else a copy."""
     if dst.is_file() and dst.stat().st_size == src.stat().st_size:
         return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(dst)
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)
@@ -268,7 +254,7 @@ def finish_group(group: Group, cfg: BuildConfig, source: TreeSatSource, report: 
                 place_copy(mono, cfg.out / sensor / "60m" / mono.name)
         files = write_tile(cfg.out, tile.name, series)
         write_json(manifest_item_path(cfg.out, tile.name),
-                   manifest_item(cfg.out, tile, files, aerial, series, group.year))
+                   manifest_item(cfg.out, tile, files, aerial, series, group.year), sort_keys=True)
         report.done.append(tile.name)
         report.tile_dates += sum(len(s) for s in series.values())
         report.dates[tile.name] = {name: len(s) for name, s in series.items()}
@@ -340,7 +326,7 @@ def write_collection(out: Path, stems: list[str], stats: dict, recipe: Recipe) -
                                          "first_year": recipe.first_year}},
         "links": [{"rel": "item", "href": f"./items/{stem}.json", "type": "application/geo+json"} for stem in stems],
     }
-    write_json(out / MANIFEST / "collection.json", collection)
+    write_json(out / MANIFEST / "collection.json", collection, sort_keys=True)
 
 
 # -- the build ----------------------------------------------------------------------------------------
@@ -430,11 +416,11 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None) -> Build
 
     complete = sorted(t.name for t in tiles if is_complete(cfg.out, t.name))
     labels = {f"{stem}.tif": source.labels[f"{stem}.tif"] for stem in complete if f"{stem}.tif" in source.labels}
-    write_json(cfg.out / LABELS, labels)
+    write_json(cfg.out / LABELS, labels, sort_keys=True)
     write_splits(cfg.out, source, set(complete))
     write_collection(cfg.out, complete, band_statistics(cfg.out, complete), cfg.recipe)
     report.seconds = time.perf_counter() - t0
-    write_json(cfg.out / REPORT, report.to_dict())
+    write_json(cfg.out / REPORT, report.to_dict(), sort_keys=True)
     return report
 
 

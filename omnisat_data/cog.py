@@ -10,12 +10,8 @@ import rasterio
 import rasterio.shutil
 from rasterio.io import MemoryFile
 
+from .atomic import temporary_path
 from .grid import Grid
-
-
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 def write_cog(path: Path, data: np.ndarray, grid: Grid, nodata: float | None, blocksize: int = 256,
@@ -31,7 +27,7 @@ def write_cog(path: Path, data: np.ndarray, grid: Grid, nodata: float | None, bl
         raise ValueError(f"{path.name}: data shape {(height, width)} does not match grid {grid.shape}")
     profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=data.dtype.name,
                    crs=grid.rio_crs, transform=grid.transform, nodata=nodata)
-    tmp = _atomic_target(path)
+    tmp = temporary_path(path)
     with MemoryFile() as mem:
         with mem.open(**profile) as ds:
             ds.write(data)
@@ -46,7 +42,7 @@ def write_cog(path: Path, data: np.ndarray, grid: Grid, nodata: float | None, bl
 def write_gtiff(path: Path, data: np.ndarray, grid: Grid, nodata: float | None = None, **options) -> None:
     """Plain (uncompressed, pixel-interleaved) GeoTIFF, as the benchmark archives ship them."""
     data = data[None] if data.ndim == 2 else data
-    tmp = _atomic_target(path)
+    tmp = temporary_path(path)
     with rasterio.open(tmp, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
                        dtype=data.dtype.name, crs=grid.rio_crs, transform=grid.transform, nodata=nodata,
                        interleave="pixel", **options) as ds:

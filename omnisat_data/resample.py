@@ -21,7 +21,8 @@ from .grid import Grid
 
 
 @lru_cache(maxsize=64)
-def _transformer(src: str, dst: str) -> Transformer:
+def transformer(src: str, dst: str) -> Transformer:
+    """x, y order whatever the CRS axis order; cached, since building one costs milliseconds."""
     return Transformer.from_crs(src, dst, always_xy=True)
 
 
@@ -30,7 +31,7 @@ def centres_in(grid: Grid, crs: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = grid.pixel_centres()
     if grid.crs == crs:
         return x, y
-    tx, ty = _transformer(grid.crs, crs).transform(x, y)
+    tx, ty = transformer(grid.crs, crs).transform(x, y)
     return np.asarray(tx), np.asarray(ty)
 
 
@@ -119,7 +120,7 @@ def local_affine(src: str, dst: str, grid: Grid) -> Affine:
     t = grid.transform
     x, y = t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f
     if src != dst:
-        x, y = (np.asarray(v) for v in _transformer(src, dst).transform(x, y))
+        x, y = (np.asarray(v) for v in transformer(src, dst).transform(x, y))
     design = np.stack([cols.ravel(), rows.ravel(), np.ones(cols.size)], axis=1)
     (a, b, c), res_x, *_ = np.linalg.lstsq(design, x.ravel(), rcond=None)
     (d, e, f), res_y, *_ = np.linalg.lstsq(design, y.ravel(), rcond=None)

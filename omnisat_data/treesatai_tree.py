@@ -12,16 +12,45 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import rasterio
 
 from .grid import Grid
 from .paths import safe_component
-from .search_plan import read_footprints
 from .tile import Tile, centred_grid
 
 LABELS = Path("labels") / "TreeSatBA_v9_60m_multi_labels.json"
 FOOTPRINTS = Path("geojson") / "bb_60m.GeoJSON"
 SENTINEL_SHAPE = (6, 6)
+
+
+@dataclass(frozen=True)
+class TileRecord:
+    """One feature of geojson/bb_60m.GeoJSON: the tile's name, flight year and footprint."""
+
+    name: str
+    year: int
+    bounds: tuple[float, float, float, float]  # in `crs`
+    crs: str
+
+
+def read_footprints(source: Path) -> list[TileRecord]:
+    path = Path(source) / FOOTPRINTS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: TreeSatAI footprint file not found")
+    doc = json.loads(path.read_text())
+    crs_name = doc.get("crs", {}).get("properties", {}).get("name", "EPSG:25832")
+    crs = "EPSG:" + crs_name.split(":")[-1]
+    out = []
+    for k, f in enumerate(doc["features"]):
+        props = f.get("properties", {})
+        for key in ("IMG_ID", "YEAR"):
+            if key not in props:
+                raise ValueError(f"{path}: feature {k} has no {key} property")
+        ring = np.asarray(f["geometry"]["coordinates"][0])
+        out.append(TileRecord(str(props["IMG_ID"]), int(props["YEAR"]),
+                              (ring[:, 0].min(), ring[:, 1].min(), ring[:, 0].max(), ring[:, 1].max()), crs))
+    return out
 
 
 class SourceError(ValueError):

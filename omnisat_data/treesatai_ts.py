@@ -17,6 +17,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .atomic import temporary_path, write_bytes
+
 S2_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 SERIES = ("s2", "s1-asc", "s1-des")
 H5_NAMES = {"s2": "sen-2", "s1-asc": "sen-1-asc", "s1-des": "sen-1-des"}
@@ -51,13 +53,8 @@ def assemble(frames: list[tuple[tuple, str, str, np.ndarray]], n_bands: int, wit
     return Series(tuple(f[1] for f in kept), tuple(f[2] for f in kept), data, masks)
 
 
-def _tmp(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def write_h5(path: Path, s2: Series, asc: Series, des: Series) -> None:
-    tmp = _tmp(path)
+    tmp = temporary_path(path)
     strings = h5py.string_dtype("utf-8")
     with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
         for series, name in ((asc, "sen-1-asc"), (des, "sen-1-des"), (s2, "sen-2")):
@@ -88,9 +85,7 @@ def write_pth(path: Path, data: np.ndarray) -> None:
     # would make the bytes differ from run to run.
     buffer = io.BytesIO()
     torch.save(torch.from_numpy(np.ascontiguousarray(pth_tensor(data))), buffer)
-    tmp = _tmp(path)
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    write_bytes(path, buffer.getvalue())
 
 
 def tile_files(out: Path, stem: str) -> dict[str, Path]:

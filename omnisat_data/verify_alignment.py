@@ -9,9 +9,7 @@ Flow: list tiles (optionally a deterministic sample), check each one in a pool o
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_json
 from .verify_treesatai import Layout, TileCheck, check_tile, summarise, tile_names
 
 FORMATS = ("treesatai-ts", "pastis-hd")
@@ -55,25 +54,30 @@ class VerifyConfig:
         return self.png or self.dataset / "alignment"
 
 
-def sample_names(names: list[str], n: int | None) -> list[str]:
-    """`n` names ranked by sha256: the same sample every run, spread over the whole dataset."""
-    if n is None or n >= len(names):
-        return names
-    return sorted(sorted(names, key=lambda s: hashlib.sha256(s.encode()).hexdigest())[:n])
+def unit_name(unit) -> str:
+    return unit if isinstance(unit, str) else str(unit[0].id)
 
 
-def _check_chunk(root: str, names: list[str], pair: str, lattice_m: float | None, fmt: str) -> list[TileCheck]:
+def sample_names(units: list, n: int | None) -> list:
+    """`n` units ranked by the sha256 of their name: the same sample every run, spread over the dataset."""
+    if n is None or n >= len(units):
+        return units
+    rank = lambda u: hashlib.sha256(unit_name(u).encode()).hexdigest()  # noqa: E731
+    chosen = set(map(unit_name, sorted(units, key=rank)[:n]))
+    return [u for u in units if unit_name(u) in chosen]
+
+
+def _check_chunk(root: str, units: list, pair: str, lattice_m: float | None, fmt: str) -> list[TileCheck]:
+    """TreeSatAI-TS: units are tile names; PASTIS-HD: (patch, its metadata feature), read once by `plan`."""
     if fmt == "pastis-hd":
-        from .verify_pastis import check_patch, patches
+        from .verify_pastis import check_patch
 
-        found, features, _ = patches(Path(root))
-        return [check_patch(Path(root), found[name], features[name], "both" if pair == "both" else "red")
-                for name in names]
+        return [check_patch(Path(root), patch, feature, "both" if pair == "both" else "red") for patch, feature in units]
     layout = Layout.of(Path(root))
-    return [check_tile(layout, name, pair, lattice_m) for name in names]
+    return [check_tile(layout, name, pair, lattice_m) for name in units]
 
 
-def check_tiles(cfg: VerifyConfig, names: list[str], progress: Callable[[int, int], None] | None) -> list[TileCheck]:
+def check_tiles(cfg: VerifyConfig, names: list, progress: Callable[[int, int], None] | None) -> list[TileCheck]:
     size = 1 if cfg.format == "pastis-hd" else 25  # a PASTIS patch is 450 TreeSatAI tiles of pixels
     chunks = [names[i : i + size] for i in range(0, len(names), size)]
     out: list[TileCheck] = []
@@ -92,13 +96,6 @@ def check_tiles(cfg: VerifyConfig, names: list[str], progress: Callable[[int, in
             if progress:
                 progress(len(out), len(names))
     return out
-
-
-def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def quicklooks(cfg: VerifyConfig, report: dict, layout: Layout) -> list[Path]:
@@ -124,8 +121,9 @@ def quicklooks(cfg: VerifyConfig, report: dict, layout: Layout) -> list[Path]:
     return paths
 
 
-def plan(cfg: VerifyConfig) -> tuple[Layout | None, list[str]]:
-    """The dataset's layout and all its tile (patch) names; one clear error when it is not a dataset."""
+def plan(cfg: VerifyConfig) -> tuple[Layout | None, list]:
+    """The dataset's layout and its units: TreeSatAI-TS tile names, or PASTIS-HD (patch, feature) pairs;
+    one clear error when it is not a dataset."""
     if cfg.lattice not in ("auto", "none"):
         try:
             float(cfg.lattice)
@@ -139,8 +137,8 @@ def plan(cfg: VerifyConfig) -> tuple[Layout | None, list[str]]:
     if cfg.format == "pastis-hd":
         from .verify_pastis import patches
 
-        found, _, _ = patches(Path(cfg.dataset))
-        return None, sorted(found, key=int)
+        found, features, _ = patches(Path(cfg.dataset))
+        return None, [(found[n], features[n]) for n in sorted(found, key=int)]
     layout = Layout.of(cfg.dataset)
     names = tile_names(layout)
     if not names:
@@ -156,8 +154,8 @@ def verify(cfg: VerifyConfig, progress: Callable[[int, int], None] | None = None
     if cfg.format == "pastis-hd":  # what belongs to the dataset, not to one patch
         from .verify_pastis import check_norm_files, patches
 
-        found, features, problems = patches(Path(cfg.dataset))
-        folds = {int(features[n]["properties"].get("Fold", 0)) for n in found}
+        _, _, problems = patches(Path(cfg.dataset))
+        folds = {int(feature["properties"].get("Fold", 0)) for _, feature in names}
         dataset_problems = [f"patch {p}: {reason}" for p, reason in problems] + check_norm_files(Path(cfg.dataset), folds)
         report["summary"]["dataset_problems"] = dataset_problems
         report["summary"]["problems"] += len(dataset_problems)

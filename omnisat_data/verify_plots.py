@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import temporary_path
+
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     fig.savefig(tmp, dpi=110, format="png")
     os.replace(tmp, path)
     return path

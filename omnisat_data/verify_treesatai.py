@@ -22,8 +22,8 @@ import rasterio
 from .grid import Grid
 from .shift import estimate_shifts
 from .tile import centred_grid
+from .treesatai_ts import S2_BANDS
 
-S2_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 DATASETS = {"sen-2-data": 4, "sen-2-masks": 4, "sen-2-products": 1, "sen-1-asc-data": 4, "sen-1-asc-products": 1,
             "sen-1-des-data": 4, "sen-1-des-products": 1}
 S2_PAIR = {"nir": S2_BANDS.index("B08"), "red": S2_BANDS.index("B04")}

@@ -21,8 +21,7 @@ import h5py
 import numpy as np
 import rasterio
 
-SERIES_H5 = {"s2": "sen-2", "s1-asc": "sen-1-asc", "s1-des": "sen-1-des"}
-DATE_TOKEN = {"s2": 2, "s1-asc": 4, "s1-des": 4}
+from .data_treesatai import DATE_TOKEN, SERIES_H5, day_of_year
 
 
 def fingerprint(root: Path, split: str) -> dict:
@@ -33,8 +32,6 @@ def fingerprint(root: Path, split: str) -> dict:
 
 def read_tile(root: Path, name: str, modalities: tuple[str, ...]) -> tuple[np.ndarray | None, dict]:
     """The raw arrays of one tile: aerial (4, H, W) uint8, and per series (data (T, C, 6, 6) float32, day of year (T,))."""
-    from .data_treesatai import day_of_year
-
     aerial = None
     if "aerial" in modalities:
         with rasterio.open(root / "aerial" / f"{name}.tif") as src:

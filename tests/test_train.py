@@ -3,7 +3,6 @@ equal to an uninterrupted run, 2-process DDP gradients equal to one process, bad
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import subprocess

@@ -30,7 +30,8 @@ from .legend import S2_BANDS, S2_RESOLUTION
 from .render import (AERIAL_BANDS, S1_NODATA, S2_NODATA, SCL_CLOUD_HIGH, SCL_CLOUD_MEDIUM, SPOT_BANDS,
                      aerial_values, content_coords, on_grid, s1_values, s2_mask_values, s2_values, spot_values)
 from .scenes import AerialScene, S1Scene, S2Scene, SpotScene, plan_aerial, plan_pastis, plan_s1, plan_s2
-from .sources import name_tiles, write_json, write_pastis, write_treesatai
+from ..atomic import write_json
+from .sources import name_tiles, write_pastis, write_treesatai
 from . import stac
 
 SMALL_BLOCK = 128  # internal tile size of the (reduced-extent) Sentinel COGs

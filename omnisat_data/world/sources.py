@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import os
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 from affine import Affine
 from pyproj import Transformer
 
+from ..atomic import write_json
 from ..cog import write_gtiff
 from ..grid import Grid
 from .config import FIELD_CRS, SPOT_CRS, WorldConfig
@@ -29,13 +29,6 @@ MONO_S2_ORDER = ("B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", 
 PASTIS_S2_ORDER = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 # TreeSatAI's archive stores pixel sizes with float noise; the world reproduces it.
 AERIAL_PIXEL = (0.2000000000001, -0.1999999999994)
-
-
-def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def genus_fractions(field: Field, grid: Grid) -> dict[str, float]:

@@ -1,0 +1,32 @@
+"""Files that appear under their final name only once complete: write to a temporary name, then rename.
+
+A killed process leaves at most a `.<name>.<pid>.tmp` file behind, never a truncated file under the
+real name (builds remove such leftovers when they start again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def temporary_path(path: Path) -> Path:
+    """Where to write `path` before renaming it (same folder, so the rename is atomic); makes the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    tmp = temporary_path(path)
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def write_json(path: Path, obj, sort_keys: bool = False) -> None:
+    """Indented JSON. Key order is kept unless asked: PASTIS `dates-*` objects must stay in array order."""
+    write_text(path, json.dumps(obj, indent=1, sort_keys=sort_keys) + "\n")
