@@ -74,11 +74,12 @@ class PastisReport:
 
 # -- the unit of work (runs in a worker process) -------------------------------------------------------
 
-def vhr_unit(href: str, targets: list[tuple[int, dict, str]], bands: int = 3) -> dict[int, str]:
+def vhr_unit(href: str, targets: list[tuple[int, dict, str]], bands: int = 3,
+             header_bytes: int = 16384) -> dict[int, str]:
     """Open one VHR image; for each (patch id, VHR grid as dict, output path): read the window under the
     patch, area-average it onto the grid, write the tif. Returns patch id -> "" (done) or the reason."""
     results = {}
-    with rasterio.Env(**gdal_http_env()), rasterio.open(href) as src:
+    with rasterio.Env(**gdal_http_env(header_bytes)), rasterio.open(href) as src:
         crs = src.crs.to_string()
         for pid, grid_dict, path in targets:
             grid = Grid.from_dict(grid_dict)
@@ -193,7 +194,7 @@ def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
     # units: (VHR item, its patches), written by the workers
     with executor(cfg.workers, cfg.scheduler) as pool:
         futures = [(pool.submit(vhr_unit, href, [(int(t.name), t.vhr.to_dict(), str(spot_path(cfg.out, int(t.name))))
-                                                 for t in members]), members)
+                                                 for t in members], header_bytes=cfg.recipe.vhr.header_bytes), members)
                    for href, members in assigned.values()]
         for k, (future, members) in enumerate(futures):
             try:

@@ -44,6 +44,7 @@ class SourceRecipe:
     resampling: str = "bilinear"
     filter: dict[str, Any] | None = None  # CQL2-JSON, e.g. {"op": "<=", "args": [{"property": "eo:cloud_cover"}, 80]}
     sign: str = "auto"  # Planetary Computer SAS signing of hrefs: when the host needs it, always, never
+    header_bytes: int = 16384  # bytes fetched when opening a COG: its header and tile index (>= 1024)
     # Sentinel-2 only
     masks: tuple[str, ...] = ()  # snow and cloud probability assets, in that order
     mask_source: str = "probability"  # "scl": derive both from the scene classification (catalogs without them)
@@ -119,6 +120,11 @@ def _source(where: str, table: Any, base: Path | None) -> SourceRecipe:
         if not isinstance(table["filter"], dict) or "op" not in table["filter"]:
             raise RecipeError(f"{where}.filter: expected a CQL2-JSON object with an 'op'")
         values["filter"] = table["filter"]
+    if "header_bytes" in table:
+        value = table["header_bytes"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+            raise RecipeError(f"{where}.header_bytes: expected a whole number of bytes >= 1024, got {value!r}")
+        values["header_bytes"] = value
     if "harmonize" in table:
         if not isinstance(table["harmonize"], bool):
             raise RecipeError(f"{where}.harmonize: expected true or false")

@@ -211,8 +211,11 @@ def test_pgstac_api_and_worker_processes_give_identical_files(built, world, serv
     cfg = BuildConfig(world / "sources" / "treesatai", recipe_for(servers.api.url), tmp_path / "api", workers=2)
     servers.assets.counters.reset()
     report = build_treesatai(cfg)
+    served = servers.assets.counters.bytes_sent
     assert report.failed == {} and servers.assets.counters.requests > 0  # read over HTTP Range
     assert tree_files(tmp_path / "api") == tree_files(out)
+    # read amplification: bytes served (headers included) / compressed bytes of the blocks the tiles need
+    assert served <= 1.2 * report.bytes_read, served / report.bytes_read
 
 
 # -- kill and resume ------------------------------------------------------------------------------------

@@ -48,6 +48,8 @@ resolution = 10
     (('collection = "sentinel-2-l2a"\n', ''), r"\[s2\]\.collection: missing"),
     (('collection = "sentinel-2-l2a"', 'collection = "sentinel-2-l2a"\nmasks = ["CLD"]'), r"\[s2\]\.masks: expected the snow"),
     (('format = "treesatai-ts"', 'format = "treesatai-ts"\nfirst_year = "2017"'), r"first_year: expected a year"),
+    (('collection = "sentinel-1-rtc"', 'collection = "sentinel-1-rtc"\nheader_bytes = 512'),
+     r"\[s1\]\.header_bytes: expected a whole number of bytes >= 1024"),
 ])
 def test_wrong_fields_are_named(tmp_path, change, message):
     path = tmp_path / "bad.toml"
