@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 
@@ -30,3 +31,16 @@ def write_text(path: Path, text: str) -> None:
 def write_json(path: Path, obj, sort_keys: bool = False) -> None:
     """Indented JSON. Key order is kept unless asked: PASTIS `dates-*` objects must stay in array order."""
     write_text(path, json.dumps(obj, indent=1, sort_keys=sort_keys) + "\n")
+
+
+def place_copy(src: Path, dst: Path) -> None:
+    """`dst` with the bytes of `src`: a hard link where possible (no second copy on disk), else a copy."""
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size:
+        return
+    tmp = temporary_path(dst)
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)

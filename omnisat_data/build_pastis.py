@@ -23,8 +23,7 @@ import rasterio
 import rasterio.windows
 from shapely.geometry import box, shape
 
-from .atomic import write_json
-from .build_treesatai import group_tiles, lonlat, place_copy
+from .atomic import place_copy, write_json
 from .executors import executor
 from .catalog.search import Catalog, CatalogError, Search, open_catalog
 from .cog import write_gtiff
@@ -33,6 +32,7 @@ from .pastis_tree import read_pastis
 from .recipe import Recipe, RecipeError
 from .resample import Window, area_average, transformer
 from .serve.assets import gdal_http_env
+from .series_units import group_tiles, lonlat
 from .tile import Tile
 
 SPOT_FOLDER = Path("DATA_SPOT") / "PASTIS_SPOT6_RVB_1M00_2019"
@@ -136,7 +136,7 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError(f"[vhr].resampling {recipe.vhr.resampling!r}: VHR is put on the patch grid by area averaging (average)")
 
 
-def search_vhr(tiles: list[Tile], recipe: Recipe, catalogs: dict[str, Catalog]) -> dict[str, tuple[str, list[int]]]:
+def search_vhr(tiles: list[Tile], recipe: Recipe, catalogs: dict[str, Catalog], window: str) -> dict[str, tuple[str, list[int]]]:
     """VHR items of one group: item id -> (href, indices of the tiles it covers entirely)."""
     vhr = recipe.vhr
     footprints = [lonlat(t) for t in tiles]
@@ -145,7 +145,7 @@ def search_vhr(tiles: list[Tile], recipe: Recipe, catalogs: dict[str, Catalog]) 
     catalog = catalogs.setdefault(vhr.catalog, open_catalog(vhr.catalog))
     out = {}
     for item in catalog.search(Search(collections=(vhr.collection,), bbox=bbox,
-                                      datetime=f"{VHR_YEAR}-01-01T00:00:00Z/{VHR_YEAR}-12-31T23:59:59Z", filter=vhr.filter)):
+                                      datetime=window, filter=vhr.filter)):
         key = vhr.assets[0]
         if key not in item.assets:
             continue
@@ -173,9 +173,10 @@ def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
     # one search per group; each patch takes the first item (by id) that covers it entirely
     catalogs: dict[str, Catalog] = {}
     assigned: dict[str, tuple[str, list[Tile]]] = {}
-    for group in group_tiles(tiles, cfg.recipe):
+    vhr_window = f"{VHR_YEAR}-01-01T00:00:00Z/{VHR_YEAR}-12-31T23:59:59Z"
+    for group in group_tiles(tiles, cfg.recipe.group_size_m, lambda t: (vhr_window, VHR_YEAR)):
         try:
-            found = search_vhr(group.tiles, cfg.recipe, catalogs)
+            found = search_vhr(group.tiles, cfg.recipe, catalogs, group.window)
         except CatalogError as error:
             report.failed.update({t.name: f"search failed: {error}" for t in group.tiles})
             continue

@@ -5,7 +5,8 @@ The flow, top to bottom:
   2. group pending tiles by neighbourhood and series year; one search per group and modality;
   3. one unit of work per (acquisition, batch of at most `batch_tiles` tiles of a group): open each
      asset once, resample every tile of the batch that the scene covers (scene_read.py), in a pool of
-     worker processes or on a Dask cluster, a bounded window of batches at a time;
+     worker processes or on a Dask cluster, a bounded window of batches at a time (steps 2-3 are the
+     engine all builds share: series_units.py);
   4. when a batch's units are all back, assemble and write each of its tiles (treesatai_ts.py),
      then its manifest item, which marks the tile complete;
   5. write what spans tiles: aerial copies, labels, splits, statistics, collection and report.
@@ -21,32 +22,26 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import shapely
-from shapely.geometry import box, mapping, shape
+from shapely.geometry import mapping
 
-from .acquisitions import Acquisition, s1_acquisition, s2_acquisition
-from .atomic import temporary_path, write_json, write_text
-from .catalog.search import Catalog, CatalogError, Search, open_catalog
-from .executors import executor
-from .normalise import ItemError
+from .acquisitions import Acquisition
+from .atomic import place_copy, write_json, write_text
+from .catalog.search import Catalog, CatalogError
 from .recipe import Recipe, RecipeError, series_year
-from .resample import transformer
 from .scene_read import ReadSpec, read_acquisition
+from .series_units import Group, Progress, ReadTally, group_tiles, lonlat, read_batches, search_group, split_group
 from .tile import Tile
 from .treesatai_tree import LABELS, TreeSatSource, read_treesatai
 from .treesatai_ts import S2_BANDS, SERIES, Series, assemble, tile_files, write_tile
 
 MANIFEST = Path("stac")
 REPORT = "build-report.json"
-IN_FLIGHT = 3  # batches whose units are queued at once
 VAL_FRACTION = 0.1  # val carved from train: the first 10 % (at least 2) of train ranked by sha256(name)
 
 
@@ -86,18 +81,6 @@ class BuildReport:
                 "bytes_read": self.bytes_read, "seconds": round(self.seconds, 2)}
 
 
-@dataclass
-class Group:
-    year: int
-    tiles: list[Tile]
-    units: list[tuple[Acquisition, list[int]]] = field(default_factory=list)  # acquisition, tile indices
-    frames: dict[int, list] = field(default_factory=dict)  # tile index -> [(key, product, item, values, series)]
-    failed: dict[int, str] = field(default_factory=dict)
-
-
-Progress = Callable[[str, int, int], None]
-
-
 # -- 1. source and resume -----------------------------------------------------------------------------
 
 def manifest_item_path(out: Path, stem: str) -> Path:
@@ -124,55 +107,12 @@ def remove_stale_temporaries(out: Path) -> None:
 
 # -- 2. groups and searches ---------------------------------------------------------------------------
 
-def group_tiles(tiles: list[Tile], recipe: Recipe) -> list[Group]:
-    cells: dict[tuple, list[Tile]] = {}
-    for t in tiles:
-        left, bottom, _, _ = t.vhr.bounds
-        key = (series_year(t.year, recipe.first_year), t.vhr.crs,
-               int(left // recipe.group_size_m), int(bottom // recipe.group_size_m))
-        cells.setdefault(key, []).append(t)
-    return [Group(key[0], members) for key, members in sorted(cells.items())]
-
-
-def lonlat(tile: Tile):
-    to_wgs84 = transformer(tile.vhr.crs, "EPSG:4326").transform  # cached: one per CRS pair, not per tile
-    return shapely.transform(tile.vhr.footprint, lambda x, y: to_wgs84(x, y), interleaved=False)
-
-
-def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], report: BuildReport) -> None:
-    """Fill `group.units`: each usable acquisition with the group's tiles its footprint covers."""
-    footprints = [lonlat(t) for t in group.tiles]
-    west, south, east, north = np.array([f.bounds for f in footprints]).T
-    bbox = (float(west.min()), float(south.min()), float(east.max()), float(north.max()))
-    for source, make in ((recipe.s2, s2_acquisition), (recipe.s1, s1_acquisition)):
-        catalog = catalogs.setdefault(source.catalog, open_catalog(source.catalog))
-        search = Search(collections=(source.collection,), bbox=bbox, datetime=recipe.time_window(group.year),
-                        filter=source.filter)
-        report.searches += 1
-        for item in catalog.search(search):
-            try:
-                acq = make(item, source)
-            except ItemError as error:
-                report.refused_items[item.id] = str(error)
-                continue
-            covered = shape(item.geometry) if item.geometry else box(*bbox)
-            members = [i for i, f in enumerate(footprints) if covered.intersects(f)]
-            if members:
-                group.units.append((acq, members))
-
-
-def split_group(group: Group, size: int) -> list[Group]:
-    """The group's tiles in batches of at most `size`, each with the units (acquisition, its tiles) it needs.
-
-    A batch is what is held in memory until its tiles are written; each asset is opened once per batch
-    (one search per group still serves them all)."""
-    out = []
-    for start in range(0, max(len(group.tiles), 1), size):
-        local = {i: i - start for i in range(start, min(start + size, len(group.tiles)))}
-        units = [(acq, [local[i] for i in members if i in local]) for acq, members in group.units]
-        failed = {local[i]: reason for i, reason in group.failed.items() if i in local}
-        out.append(Group(group.year, group.tiles[start : start + size], [u for u in units if u[1]], failed=failed))
-    return out
+def series_window(recipe: Recipe) -> Callable[[Tile], tuple[str, int]]:
+    """A tile's search window: one calendar year, the aerial year or `first_year` if earlier."""
+    def window(tile: Tile) -> tuple[str, int]:
+        year = series_year(tile.year, recipe.first_year)
+        return recipe.time_window(year), year
+    return window
 
 
 # -- 3. units of work ---------------------------------------------------------------------------------
@@ -226,19 +166,6 @@ def manifest_item(out: Path, tile: Tile, files: dict[str, Path], aerial: Path, s
     }
 
 
-def place_copy(src: Path, dst: Path) -> None:
-    """`dst` with the bytes of `src`: a hard link where possible (no second copy on disk), else a copy."""
-    if dst.is_file() and dst.stat().st_size == src.stat().st_size:
-        return
-    tmp = temporary_path(dst)
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
 def finish_group(group: Group, cfg: BuildConfig, source: TreeSatSource, report: BuildReport) -> None:
     for i, tile in enumerate(group.tiles):
         if i in group.failed:
@@ -258,7 +185,6 @@ def finish_group(group: Group, cfg: BuildConfig, source: TreeSatSource, report: 
         report.done.append(tile.name)
         report.tile_dates += sum(len(s) for s in series.values())
         report.dates[tile.name] = {name: len(s) for name, s in series.items()}
-    group.frames.clear()
 
 
 # -- 5. what spans tiles ------------------------------------------------------------------------------
@@ -358,7 +284,7 @@ def plan_build(cfg: BuildConfig, report: BuildReport) -> tuple[TreeSatSource, li
             report.skipped.append(t.name)
         else:
             pending.append(t)
-    return source, tiles, group_tiles(pending, cfg.recipe)
+    return source, tiles, group_tiles(pending, cfg.recipe.group_size_m, series_window(cfg.recipe))
 
 
 def build_treesatai(cfg: BuildConfig, progress: Progress | None = None) -> BuildReport:
@@ -369,9 +295,10 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None) -> Build
     source, tiles, groups = plan_build(cfg, report)
 
     catalogs: dict[str, Catalog] = {}
+    tally = ReadTally()
     for k, group in enumerate(groups):
         try:
-            search_group(group, cfg.recipe, catalogs, report)
+            search_group(group, cfg.recipe, catalogs, tally)
         except CatalogError as error:
             group.failed = {i: f"search failed: {error}" for i in range(len(group.tiles))}
         if progress:
@@ -379,40 +306,10 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None) -> Build
 
     batches = [b for g in groups for b in split_group(g, cfg.batch_tiles)]
     specs = {name: read_spec(cfg.recipe, name) for name in SERIES}
-    total = sum(len(b.units) for b in batches)
-    report.units = total
-    done = 0
-    with executor(cfg.workers, cfg.scheduler) as pool:
-        def submit(batch: Group) -> list[tuple[Future, Acquisition, list[int]]]:
-            return [(pool.submit(run_unit, acq, tuple(batch.tiles[i].sentinel for i in members), specs[acq.series]),
-                     acq, members) for acq, members in batch.units]
-
-        # A window of IN_FLIGHT batches: the pool stays busy while memory holds at most that many batches' frames.
-        queue = iter(batches)
-        window = [(b, submit(b)) for b in (next(queue, None) for _ in range(IN_FLIGHT)) if b is not None]
-        while window:
-            batch, futures = window.pop(0)
-            for future, acq, members in futures:  # in submission order
-                try:
-                    values, nbytes = future.result()
-                    report.bytes_read += nbytes
-                    for row, i in enumerate(members):
-                        batch.frames.setdefault(i, []).append((acq.sort_key, acq.product, acq.item_id, values[row],
-                                                               acq.series))
-                except ItemError as error:
-                    for i in members:
-                        batch.failed.setdefault(i, str(error))
-                except Exception as error:  # a worker that died, or a bug: this unit's tiles fail, the build goes on
-                    reason = f"item {acq.item_id}: {error.__class__.__name__}: {' '.join(str(error).split())}"
-                    for i in members:
-                        batch.failed.setdefault(i, reason)
-                done += 1
-                if progress:
-                    progress("read", done, total)
-            finish_group(batch, cfg, source, report)
-            following = next(queue, None)
-            if following is not None:
-                window.append((following, submit(following)))
+    read_batches(batches, run_unit, specs, cfg.workers, cfg.scheduler, tally,
+                 lambda batch: finish_group(batch, cfg, source, report), progress)
+    report.searches, report.units, report.bytes_read = tally.searches, tally.units, tally.bytes_read
+    report.refused_items = tally.refused_items
 
     complete = sorted(t.name for t in tiles if is_complete(cfg.out, t.name))
     labels = {f"{stem}.tif": source.labels[f"{stem}.tif"] for stem in complete if f"{stem}.tif" in source.labels}
@@ -456,8 +353,9 @@ def dry_run(cfg: BuildConfig, progress: Progress | None = None) -> tuple[list[Pl
     _, _, groups = plan_build(cfg, report)
     catalogs: dict[str, Catalog] = {}
     rows, sizes = [], {}
+    tally = ReadTally()
     for k, group in enumerate(groups):
-        search_group(group, cfg.recipe, catalogs, report)
+        search_group(group, cfg.recipe, catalogs, tally)
         hrefs = {href for acq, _ in group.units for _, href in acq.assets}
         for href in hrefs - sizes.keys():
             sizes[href] = asset_size(href)
@@ -465,4 +363,5 @@ def dry_run(cfg: BuildConfig, progress: Progress | None = None) -> tuple[list[Pl
         rows.append(PlanRow(group.year, len(group.tiles), found, len(group.units), sum(sizes[h] for h in hrefs)))
         if progress:
             progress("search", k + 1, len(groups))
+    report.searches, report.refused_items = tally.searches, tally.refused_items
     return rows, report

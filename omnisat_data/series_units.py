@@ -1,0 +1,150 @@
+"""The builds' engine: Sentinel time series for many tiles, one search per group, one read per scene.
+
+Every build (TreeSatAI-TS, PASTIS-HD, own areas) runs the same steps here:
+  1. `group_tiles`: tiles grouped by time window, CRS and a cell of `recipe.group_size_m`;
+  2. `search_group`: one search per group and modality; each usable acquisition keeps the tiles
+     its footprint covers;
+  3. `split_group`: a group's tiles in batches (what is held in memory until written);
+  4. `read_batches`: one unit of work per (acquisition, batch), run in a pool of worker processes or
+     on a Dask cluster, a bounded window of batches in flight; each finished batch goes to the
+     build's writer, which turns its frames into files.
+A unit that fails fails the tiles it covers (reason recorded); the others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+from shapely.geometry import box, shape
+
+from .acquisitions import Acquisition, s1_acquisition, s2_acquisition
+from .catalog.search import Catalog, Search, open_catalog
+from .executors import executor
+from .normalise import ItemError
+from .recipe import Recipe
+from .resample import transformer
+from .tile import Tile
+
+IN_FLIGHT = 3  # batches whose units are queued at once
+
+
+@dataclass
+class Group:
+    window: str  # STAC datetime interval searched for these tiles
+    tiles: list[Tile]
+    year: int | None = None  # TreeSatAI-TS: the series year the window stands for
+    units: list[tuple[Acquisition, list[int]]] = field(default_factory=list)  # acquisition, tile indices
+    frames: dict[int, list] = field(default_factory=dict)  # tile index -> [(key, product, item, values, series)]
+    failed: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class ReadTally:
+    """What the searches and reads did, for the build report."""
+
+    searches: int = 0
+    units: int = 0
+    bytes_read: int = 0  # compressed bytes of the COG blocks read
+    refused_items: dict[str, str] = field(default_factory=dict)  # item id -> reason
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def lonlat(tile: Tile):
+    """The tile's footprint in longitude, latitude."""
+    to_wgs84 = transformer(tile.vhr.crs, "EPSG:4326").transform  # cached: one per CRS pair, not per tile
+    return shapely.transform(tile.vhr.footprint, lambda x, y: to_wgs84(x, y), interleaved=False)
+
+
+def group_tiles(tiles: list[Tile], group_size_m: float, window: Callable[[Tile], tuple[str, int | None]]) -> list[Group]:
+    """Tiles grouped by (time window, CRS, cell of `group_size_m`); `window(tile)` -> (interval, year)."""
+    cells: dict[tuple, list[Tile]] = {}
+    for t in tiles:
+        left, bottom, _, _ = t.vhr.bounds
+        key = window(t) + (t.vhr.crs, int(left // group_size_m), int(bottom // group_size_m))
+        cells.setdefault(key, []).append(t)
+    return [Group(key[0], members, key[1]) for key, members in sorted(cells.items())]
+
+
+def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], tally: ReadTally) -> None:
+    """Fill `group.units`: each usable acquisition with the group's tiles its footprint covers."""
+    footprints = [lonlat(t) for t in group.tiles]
+    west, south, east, north = np.array([f.bounds for f in footprints]).T
+    bbox = (float(west.min()), float(south.min()), float(east.max()), float(north.max()))
+    for source, make in ((recipe.s2, s2_acquisition), (recipe.s1, s1_acquisition)):
+        catalog = catalogs.setdefault(source.catalog, open_catalog(source.catalog))
+        search = Search(collections=(source.collection,), bbox=bbox, datetime=group.window, filter=source.filter)
+        tally.searches += 1
+        for item in catalog.search(search):
+            try:
+                acq = make(item, source)
+            except ItemError as error:
+                tally.refused_items[item.id] = str(error)
+                continue
+            covered = shape(item.geometry) if item.geometry else box(*bbox)
+            members = [i for i, f in enumerate(footprints) if covered.intersects(f)]
+            if members:
+                group.units.append((acq, members))
+
+
+def split_group(group: Group, size: int) -> list[Group]:
+    """The group's tiles in batches of at most `size`, each with the units (acquisition, its tiles) it needs.
+
+    A batch is what is held in memory until its tiles are written; each asset is opened once per batch
+    (one search per group still serves them all)."""
+    out = []
+    for start in range(0, max(len(group.tiles), 1), size):
+        local = {i: i - start for i in range(start, min(start + size, len(group.tiles)))}
+        units = [(acq, [local[i] for i in members if i in local]) for acq, members in group.units]
+        failed = {local[i]: reason for i, reason in group.failed.items() if i in local}
+        out.append(Group(group.window, group.tiles[start : start + size], group.year, [u for u in units if u[1]],
+                         failed=failed))
+    return out
+
+
+def read_batches(batches: list[Group], unit: Callable, specs: dict, workers: int, scheduler: str | None,
+                 tally: ReadTally, finish: Callable[[Group], None], progress: Progress | None = None) -> None:
+    """Run `unit(acquisition, grids, specs[series])` -> (values per tile, bytes) for every unit of every
+    batch; append each tile's frames to `batch.frames`, then call `finish(batch)` in batch order.
+
+    `unit` must be a module-level function (it is pickled to worker processes)."""
+    total = sum(len(b.units) for b in batches)
+    tally.units += total
+    done = 0
+    with executor(workers, scheduler) as pool:
+        def submit(batch: Group) -> list[tuple[Future, Acquisition, list[int]]]:
+            return [(pool.submit(unit, acq, tuple(batch.tiles[i].sentinel for i in members), specs[acq.series]),
+                     acq, members) for acq, members in batch.units]
+
+        # A window of IN_FLIGHT batches: the pool stays busy while memory holds at most that many batches' frames.
+        queue = iter(batches)
+        window = [(b, submit(b)) for b in (next(queue, None) for _ in range(IN_FLIGHT)) if b is not None]
+        while window:
+            batch, futures = window.pop(0)
+            for future, acq, members in futures:  # in submission order
+                try:
+                    values, nbytes = future.result()
+                    tally.bytes_read += nbytes
+                    for row, i in enumerate(members):
+                        batch.frames.setdefault(i, []).append((acq.sort_key, acq.product, acq.item_id, values[row],
+                                                               acq.series))
+                except ItemError as error:
+                    for i in members:
+                        batch.failed.setdefault(i, str(error))
+                except Exception as error:  # a worker that died, or a bug: this unit's tiles fail, the build goes on
+                    reason = f"item {acq.item_id}: {error.__class__.__name__}: {' '.join(str(error).split())}"
+                    for i in members:
+                        batch.failed.setdefault(i, reason)
+                done += 1
+                if progress:
+                    progress("read", done, total)
+            finish(batch)
+            batch.frames.clear()
+            following = next(queue, None)
+            if following is not None:
+                window.append((following, submit(following)))
