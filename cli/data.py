@@ -152,19 +152,26 @@ def stac_search(
     console.print(f"{count} items")
 
 
+STAGES = {"search": "search (groups)", "read": "read (scene x tile group)", "vhr": "VHR images (scene x patches)",
+          "aerial": "aerial images (scene x tiles)"}
+
+
+def _staged_progress(bar: Progress):
+    """A progress callback (stage, done, total) drawing one bar per stage."""
+    tasks: dict[str, int] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(STAGES[stage], total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+    return report
+
+
 def _build_treesatai(cfg):
     from omnisat_data.build_treesatai import build_treesatai
 
     with _progress() as bar:
-        tasks: dict[str, int] = {}
-
-        def report(stage: str, done: int, total: int) -> None:
-            label = {"search": "search (groups)", "read": "read (scene x tile group)"}[stage]
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(label, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        return build_treesatai(cfg, progress=report)
+        return build_treesatai(cfg, progress=_staged_progress(bar))
 
 
 def _print_report(report, out_dir: Path) -> None:
@@ -336,12 +343,14 @@ def build_pastis_command(
     catalog: Optional[str] = typer.Option(None, help="STAC API URL or item file for every modality (overrides the recipe)."),
     workers: int = typer.Option(2, help="Worker processes (0: in this process)."),
     scheduler: Optional[str] = typer.Option(None, help="Dask scheduler (tcp://HOST:PORT): run the units on its workers."),
+    sentinel: bool = typer.Option(False, "--sentinel", help="Re-fetch the Sentinel series from STAC over the recipe's period "
+                                  "(DATA_S2, DATA_S1A, DATA_S1D and their dates), instead of carrying them over."),
 ) -> None:
     """Add the VHR modality to a PASTIS-R tree: PASTIS-HD (SPOT-like images area-averaged onto each patch grid)."""
     from omnisat_data.build_pastis import PastisConfig, build_pastis, check_recipe
     from omnisat_data.executors import SchedulerError, check_scheduler
     from omnisat_data.pastis_tree import read_pastis
-    from omnisat_data.recipe import load_recipe
+    from omnisat_data.recipe import RecipeError, load_recipe
     from omnisat_data.treesatai_tree import SourceError
 
     try:
@@ -349,19 +358,22 @@ def build_pastis_command(
         if catalog:
             loaded = loaded.with_catalog(catalog)
         check_recipe(loaded)
-        read_pastis(source)  # bad input fails here, before a progress bar is drawn
+        if sentinel and loaded.period is None:
+            raise RecipeError(f"{recipe}: period: missing: --sentinel searches the Sentinel series over it")
+        read_pastis(source, require_dates=not sentinel)  # bad input fails here, before a progress bar is drawn
         if scheduler:
             check_scheduler(scheduler)
         with _progress() as bar:
-            task = bar.add_task("VHR images (scene x patch group)", total=None)
-            report = build_pastis(PastisConfig(source, loaded, out, workers, scheduler),
-                                  progress=lambda stage, done, total: bar.update(task, completed=done, total=total))
+            report = build_pastis(PastisConfig(source, loaded, out, workers, scheduler, sentinel=sentinel),
+                                  progress=_staged_progress(bar))
     except _known_errors() + (SourceError, SchedulerError) as exc:
         fail(str(exc))
     out_console = Console(width=120)
     r = report.to_dict()
     out_console.print(f"PASTIS-HD {out}: {r['patches']['done']} patches written, {r['patches']['skipped']} already there, "
-                      f"{r['patches']['failed']} failed; {', '.join(report.norm_written) or 'no'} NORM files written; "
+                      f"{r['patches']['failed']} failed; "
+                      + (f"Sentinel series of {len(report.series_done)} patches re-fetched; " if sentinel else "")
+                      + f"{', '.join(report.norm_written) or 'no'} NORM files written; "
                       f"{r['seconds']:.1f} s", highlight=False)
     for name, reason in sorted(report.failed.items()):
         out_console.print(f"[red]failed[/] patch {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)

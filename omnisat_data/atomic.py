@@ -44,3 +44,9 @@ def place_copy(src: Path, dst: Path) -> None:
     except OSError:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of a killed run (".<name>.<pid>.tmp"): never valid, always safe to drop."""
+    for tmp in out.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)

@@ -1,19 +1,23 @@
 """`omnisat-data build pastis-r`: a PASTIS-R tree + a VHR STAC collection -> a PASTIS-HD tree.
 
-The flow, top to bottom (the TreeSatAI build's engine: its grouping, catalogs, pool and writers):
+The flow, top to bottom (the engine every build shares: series_units.py):
   1. read the PASTIS-R tree (patches and their exact grids: pastis_tree.py); skip patches whose
      VHR image is already written;
-  2. group patches by neighbourhood; one VHR search per group;
-  3. one unit of work per (VHR item, group): open the image once, and for every patch it covers read
-     the window it needs, area-average it onto the patch's 1 m grid and write
+  2. `add_vhr`: group patches by neighbourhood; one VHR search per group; one unit of work per
+     (VHR item, its patches): open the image once, and for every patch it covers read the window it
+     needs, area-average it onto the patch's 1 m grid and write
      DATA_SPOT/PASTIS_SPOT6_RVB_1M00_2019/SPOT6_RVB_1M00_2019_<ID>.tif (in the worker: no raster
      travels back);
-  4. carry the source tree over unchanged (hard links where possible) and write the per-fold
-     NORM_*_patch.json files the source lacks; a build report.
+  3. `add_sentinel` (--sentinel): the Sentinel series re-fetched from STAC over the recipe's period,
+     one frame per day (pastis_series.py), each patch's arrays then its record stac/items/<ID>.json;
+  4. carry the source tree over unchanged (hard links where possible; with --sentinel its series,
+     dates and NORM files are replaced), write the per-fold NORM_*_patch.json files that are missing,
+     and a build report.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,21 +27,25 @@ import rasterio
 import rasterio.windows
 from shapely.geometry import box, shape
 
-from .atomic import place_copy, write_json
+from .atomic import place_copy, remove_stale_temporaries, write_json
 from .executors import executor
 from .catalog.search import Catalog, CatalogError, Search, open_catalog
 from .cog import write_gtiff
 from .grid import Grid
-from .pastis_tree import read_pastis
+from .pastis_series import FOLDERS, daily_series, pastis_unit, s2_tile, save_npy, series_path
+from .pastis_tree import DATE_PROPERTIES, read_pastis
 from .recipe import Recipe, RecipeError
 from .resample import Window, area_average, transformer
 from .serve.assets import gdal_http_env
-from .series_units import group_tiles, lonlat
+from .scene_read import ReadSpec
+from .series_units import ReadTally, group_tiles, lonlat, read_batches, search_group, split_group
 from .tile import Tile
+from .treesatai_ts import S2_BANDS
 
 SPOT_FOLDER = Path("DATA_SPOT") / "PASTIS_SPOT6_RVB_1M00_2019"
 VHR_YEAR = 2019  # the PASTIS-HD SPOT images are of 2019; the search window is that year
 REPORT = "build-report.json"
+MANIFEST = Path("stac")
 NORM_SERIES = {"S2": "DATA_S2", "S1A": "DATA_S1A", "S1D": "DATA_S1D"}
 
 
@@ -52,6 +60,8 @@ class PastisConfig:
     out: Path
     workers: int = 2
     scheduler: str | None = None  # a Dask scheduler address: the units run on its workers
+    sentinel: bool = False  # re-fetch DATA_S2 / DATA_S1A / DATA_S1D from STAC over the recipe's period
+    batch_patches: int = 4  # patches whose Sentinel frames are held in memory together
 
 
 @dataclass
@@ -62,6 +72,9 @@ class PastisReport:
     failed: dict[str, str] = field(default_factory=dict)
     source_problems: dict[str, str] = field(default_factory=dict)
     searches: int = 0
+    series_done: list[int] = field(default_factory=list)  # patches whose Sentinel series this run wrote
+    refused_items: dict[str, str] = field(default_factory=dict)
+    bytes_read: int = 0
     norm_written: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -69,6 +82,8 @@ class PastisReport:
         return {"patches": {"total": self.patches_total, "done": len(self.done), "skipped": len(self.skipped),
                             "failed": len(self.failed)}, "failed": self.failed,
                 "source_problems": self.source_problems, "searches": self.searches,
+                "series_done": len(self.series_done), "refused_items": self.refused_items,
+                "bytes_read": self.bytes_read,
                 "norm_written": self.norm_written, "seconds": round(self.seconds, 2)}
 
 
@@ -156,27 +171,16 @@ def search_vhr(tiles: list[Tile], recipe: Recipe, catalogs: dict[str, Catalog], 
     return out
 
 
-def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
-    t0 = time.perf_counter()
-    check_recipe(cfg.recipe)
-    report = PastisReport()
-    source = read_pastis(cfg.source)
-    report.source_problems = dict(source.problems)
-    report.patches_total = len(source.patches)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    pending = []
-    for p in source.patches:
-        (report.skipped if spot_path(cfg.out, p.id).is_file() else pending).append(p.id)
-    by_id = {p.id: p for p in source.patches}
-    tiles = [Tile(str(pid), by_id[pid].vhr, by_id[pid].sentinel, VHR_YEAR) for pid in pending]
-
-    # one search per group; each patch takes the first item (by id) that covers it entirely
+def add_vhr(tiles: list[Tile], recipe: Recipe, out: Path, workers: int, scheduler: str | None, report: PastisReport,
+            progress=None) -> None:
+    """DATA_SPOT images of these patches (tile name = ID_PATCH): one VHR search per group; each patch
+    takes the first item (by id) that covers it entirely; one unit per item, written by the workers."""
     catalogs: dict[str, Catalog] = {}
     assigned: dict[str, tuple[str, list[Tile]]] = {}
     vhr_window = f"{VHR_YEAR}-01-01T00:00:00Z/{VHR_YEAR}-12-31T23:59:59Z"
-    for group in group_tiles(tiles, cfg.recipe.group_size_m, lambda t: (vhr_window, VHR_YEAR)):
+    for group in group_tiles(tiles, recipe.group_size_m, lambda t: (vhr_window, VHR_YEAR)):
         try:
-            found = search_vhr(group.tiles, cfg.recipe, catalogs, group.window)
+            found = search_vhr(group.tiles, recipe, catalogs, group.window)
         except CatalogError as error:
             report.failed.update({t.name: f"search failed: {error}" for t in group.tiles})
             continue
@@ -190,12 +194,11 @@ def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
                 assigned.setdefault(item_id, (href, []))[1].extend(mine)
         for i, t in enumerate(group.tiles):
             if i not in taken:
-                report.failed[t.name] = f"no {cfg.recipe.vhr.collection} item of {VHR_YEAR} covers the patch"
+                report.failed[t.name] = f"no {recipe.vhr.collection} item of {VHR_YEAR} covers the patch"
 
-    # units: (VHR item, its patches), written by the workers
-    with executor(cfg.workers, cfg.scheduler) as pool:
-        futures = [(pool.submit(vhr_unit, href, [(int(t.name), t.vhr.to_dict(), str(spot_path(cfg.out, int(t.name))))
-                                                 for t in members], header_bytes=cfg.recipe.vhr.header_bytes), members)
+    with executor(workers, scheduler) as pool:
+        futures = [(pool.submit(vhr_unit, href, [(int(t.name), t.vhr.to_dict(), str(spot_path(out, int(t.name))))
+                                                 for t in members], header_bytes=recipe.vhr.header_bytes), members)
                    for href, members in assigned.values()]
         for k, (future, members) in enumerate(futures):
             try:
@@ -210,18 +213,155 @@ def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
             if progress:
                 progress("vhr", k + 1, len(futures))
 
-    # the source tree, carried over unchanged
+
+# -- Sentinel series (--sentinel, own areas) --------------------------------------------------------------
+
+def record_path(out: Path, pid: int | str) -> Path:
+    """The patch's build record (its dates per series), written after its arrays: the completion marker."""
+    return out / MANIFEST / "items" / f"{pid}.json"
+
+
+def read_record(out: Path, pid: int | str) -> dict | None:
+    path = record_path(out, pid)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    complete = all(series_path(out, name, pid).is_file() for name in FOLDERS)
+    return record if complete else None
+
+
+def sentinel_specs(recipe: Recipe) -> dict[str, ReadSpec]:
+    spec1 = ReadSpec(recipe.s1.assets, recipe.s1.resampling, header_bytes=recipe.s1.header_bytes)
+    return {"s2": ReadSpec(recipe.s2.assets, recipe.s2.resampling, round_values=True,
+                           header_bytes=recipe.s2.header_bytes), "s1-asc": spec1, "s1-des": spec1}
+
+
+def write_patch(out: Path, tile: Tile, frames: list) -> dict:
+    """One patch's three arrays, then its record; ValueError when a series has no complete day."""
+    shape = tile.sentinel.shape
+    written = {}
+    for name, (_, prefix) in FOLDERS.items():
+        mine = [(key, item, values) for key, _, item, values, series in frames if series == name]
+        if name == "s2":
+            daily = daily_series(mine, len(S2_BANDS), np.int16, shape)
+        else:
+            daily = daily_series(mine, 3, np.float16, shape)
+        if not daily.dates:
+            raise ValueError(f"no day on which {prefix} data cover the whole patch")
+        written[name] = daily
+    for name, daily in written.items():
+        save_npy(series_path(out, name, tile.name), daily.data)
+    record = {"id": tile.name, "proj:code": tile.sentinel.crs, "proj:transform": list(tile.sentinel.transform)[:6],
+              "proj:shape": list(shape),
+              "dates": {FOLDERS[name][1]: list(d.dates) for name, d in written.items()},
+              "items": {FOLDERS[name][1]: [list(i) for i in d.items] for name, d in written.items()}}
+    write_json(record_path(out, tile.name), record)
+    return record
+
+
+def add_sentinel(tiles: list[Tile], s2_tiles: dict[str, str], recipe: Recipe, out: Path, workers: int,
+                 scheduler: str | None, batch: int, report: PastisReport, progress=None) -> None:
+    """DATA_S2, DATA_S1A, DATA_S1D of these patches from STAC, over `recipe.period` (the build engine:
+    series_units.py). `s2_tiles`: patch name -> its Sentinel-2 tile (e.g. 32ULU): PASTIS series come
+    from that tile only; patches absent from it take every Sentinel-2 scene."""
+    if recipe.period is None:
+        raise RecipeError("period: missing: the Sentinel series are searched over it (e.g. [\"2018-09-01\", \"2019-11-30\"])")
+    window = f"{recipe.period[0]}T00:00:00Z/{recipe.period[1]}T23:59:59Z"
+    groups = group_tiles(tiles, recipe.group_size_m, lambda t: (window, None))
+    tally = ReadTally()
+    catalogs: dict[str, Catalog] = {}
+    for k, group in enumerate(groups):
+        try:
+            search_group(group, recipe, catalogs, tally)
+        except CatalogError as error:
+            group.failed = {i: f"search failed: {error}" for i in range(len(group.tiles))}
+        kept = []
+        for acq, members in group.units:
+            if acq.series == "s2":
+                members = [i for i in members if s2_tiles.get(group.tiles[i].name, "") in ("", s2_tile(acq.product))]
+            if members:
+                kept.append((acq, members))
+        group.units = kept
+        if progress:
+            progress("search", k + 1, len(groups))
+
+    def finish(b) -> None:
+        for i, tile in enumerate(b.tiles):
+            if i in b.failed:
+                report.failed[tile.name] = b.failed[i]
+                continue
+            try:
+                write_patch(out, tile, b.frames.get(i, []))
+                report.series_done.append(int(tile.name))
+            except ValueError as error:
+                report.failed[tile.name] = str(error)
+
+    batches = [b for g in groups for b in split_group(g, batch)]
+    read_batches(batches, pastis_unit, sentinel_specs(recipe), workers, scheduler, tally, finish, progress)
+    report.searches += tally.searches
+    report.bytes_read += tally.bytes_read
+    report.refused_items.update(tally.refused_items)
+
+
+def write_norm(out: Path, folds: dict[int, list[int]], overwrite: bool, report: PastisReport) -> None:
+    for name, folder in NORM_SERIES.items():
+        target = out / f"NORM_{name}_patch.json"
+        if (overwrite or not target.is_file()) and (out / folder).is_dir():
+            write_json(target, fold_statistics(out, folder, name, folds))
+            report.norm_written.append(target.name)
+
+
+def with_dates(feature: dict, record: dict) -> dict:
+    props = {k: v for k, v in feature["properties"].items() if k not in DATE_PROPERTIES}
+    for name, dates in record["dates"].items():
+        props[f"dates-{name}"] = {str(i): int(d) for i, d in enumerate(dates)}  # keys in array order
+    return {**feature, "properties": props}
+
+
+def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
+    t0 = time.perf_counter()
+    check_recipe(cfg.recipe)
+    if cfg.sentinel and cfg.recipe.period is None:
+        raise RecipeError("period: missing: --sentinel searches the Sentinel series over it")
+    report = PastisReport()
+    source = read_pastis(cfg.source, require_dates=not cfg.sentinel)
+    report.source_problems = dict(source.problems)
+    report.patches_total = len(source.patches)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(cfg.out)
+    pending = []
+    for p in source.patches:
+        (report.skipped if spot_path(cfg.out, p.id).is_file() else pending).append(p.id)
+    by_id = {p.id: p for p in source.patches}
+    tiles = {p.id: Tile(str(p.id), p.vhr, p.sentinel, VHR_YEAR) for p in source.patches}
+    add_vhr([tiles[pid] for pid in pending], cfg.recipe, cfg.out, cfg.workers, cfg.scheduler, report, progress)
+    if cfg.sentinel:
+        todo = [tiles[p.id] for p in source.patches if read_record(cfg.out, p.id) is None]
+        add_sentinel(todo, {str(p.id): p.tile[1:].upper() for p in source.patches}, cfg.recipe, cfg.out,
+                     cfg.workers, cfg.scheduler, cfg.batch_patches, report, progress)
+
+    # the source tree, carried over unchanged (with --sentinel: but its series and their dates)
+    replaced = set(NORM_SERIES.values()) if cfg.sentinel else set()
     for path in sorted(cfg.source.rglob("*")):
-        if path.is_file() and not path.name.startswith("."):
-            place_copy(path, cfg.out / path.relative_to(cfg.source))
+        rel = path.relative_to(cfg.source)
+        if path.is_file() and not path.name.startswith(".") and rel.parts[0] not in replaced:
+            if cfg.sentinel and (rel == Path("metadata.geojson") or path.name.startswith("NORM_")):
+                continue
+            place_copy(path, cfg.out / rel)
+    if cfg.sentinel:
+        doc = json.loads((cfg.source / "metadata.geojson").read_text())
+        features = []
+        for feature in doc["features"]:
+            pid = int(feature["properties"]["ID_PATCH"])
+            record = read_record(cfg.out, pid) if pid in by_id else None
+            if record is not None and spot_path(cfg.out, pid).is_file():
+                features.append(with_dates(feature, record))
+        write_json(cfg.out / "metadata.geojson", {**doc, "features": features})
     folds: dict[int, list[int]] = {}
     for p in source.patches:
         folds.setdefault(p.fold, []).append(p.id)
-    for name, folder in NORM_SERIES.items():
-        target = cfg.out / f"NORM_{name}_patch.json"
-        if not target.is_file() and (cfg.source / folder).is_dir():
-            write_json(target, fold_statistics(cfg.source, folder, name, folds))
-            report.norm_written.append(target.name)
+    write_norm(cfg.out, folds, cfg.sentinel, report)
     report.seconds = time.perf_counter() - t0
     write_json(cfg.out / REPORT, report.to_dict())
     return report

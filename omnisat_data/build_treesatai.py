@@ -31,7 +31,7 @@ import numpy as np
 from shapely.geometry import mapping
 
 from .acquisitions import Acquisition
-from .atomic import place_copy, write_json, write_text
+from .atomic import place_copy, remove_stale_temporaries, write_json, write_text
 from .catalog.search import Catalog, CatalogError
 from .recipe import Recipe, RecipeError, series_year
 from .scene_read import ReadSpec, read_acquisition
@@ -97,12 +97,6 @@ def is_complete(out: Path, stem: str) -> bool:
     except ValueError:
         return False
     return all((path.parent / a["href"]).resolve().is_file() for a in item.get("assets", {}).values())
-
-
-def remove_stale_temporaries(out: Path) -> None:
-    """Temporary files of a killed run (".<name>.<pid>.tmp"): never valid, always safe to drop."""
-    for tmp in out.rglob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
 
 
 # -- 2. groups and searches ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ the asset keys in output band order, the resolution, the resampling, and optiona
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ class Recipe:
     vhr: SourceRecipe | None = None
     first_year: int = 2017  # TreeSatAI-TS: the series covers the aerial year, or this year if earlier
     group_size_m: float = 5000.0  # tiles within one cell of this size share one search
+    period: tuple[str, str] | None = None  # PASTIS-HD: first and last day (ISO) of the Sentinel series
     path: Path | None = field(default=None, compare=False)
 
     def time_window(self, year: int) -> str:
@@ -133,7 +135,7 @@ def _source(where: str, table: Any, base: Path | None) -> SourceRecipe:
 
 
 def parse_recipe(data: dict[str, Any], where: str = "recipe", base: Path | None = None) -> Recipe:
-    known = {"format", "first_year", "group_size_m", "s2", "s1", "vhr"}
+    known = {"format", "first_year", "group_size_m", "period", "s2", "s1", "vhr"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise RecipeError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -149,12 +151,22 @@ def parse_recipe(data: dict[str, Any], where: str = "recipe", base: Path | None 
     group = data.get("group_size_m", 5000.0)
     if isinstance(group, bool) or not isinstance(group, (int, float)) or group <= 0:
         raise RecipeError(f"{where}: group_size_m: expected a positive number, got {group!r}")
+    period = data.get("period")
+    if period is not None:
+        try:
+            first, last = (dt.date.fromisoformat(d) for d in period)
+        except (TypeError, ValueError):
+            raise RecipeError(f"{where}: period: expected [first day, last day] as ISO dates, got {period!r}") from None
+        if first > last:
+            raise RecipeError(f"{where}: period: {period[0]} is after {period[1]}")
+        period = (first.isoformat(), last.isoformat())
     s2 = _source(f"{where}: [s2]", data["s2"], base)
     s1 = _source(f"{where}: [s1]", data["s1"], base)
     vhr = _source(f"{where}: [vhr]", data["vhr"], base) if "vhr" in data else None
     if s2.mask_source == "probability" and len(s2.masks) not in (0, 2):
         raise RecipeError(f"{where}: [s2].masks: expected the snow and cloud probability assets (2), got {list(s2.masks)}")
-    return Recipe(format=fmt, s2=s2, s1=s1, vhr=vhr, first_year=first_year, group_size_m=float(group), path=None)
+    return Recipe(format=fmt, s2=s2, s1=s1, vhr=vhr, first_year=first_year, group_size_m=float(group), period=period,
+                  path=None)
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -1,8 +1,11 @@
 """build pastis-r on the tiny world: patch grids recovered exactly, VHR values equal an independent area
-average of the source scene, the PASTIS-HD layout of spec section 7.2, bad input named."""
+average of the source scene, the PASTIS-HD layout of spec section 7.2, bad input named; --sentinel series
+equal an independent interpolation of the world's render functions."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -15,11 +18,15 @@ import rasterio
 from pyproj import Transformer
 from shapely.geometry import Polygon, box
 
-from omnisat_data.build_pastis import PastisConfig, build_pastis, spot_path
+from world_truth import expected_s1, expected_s2
+
+from omnisat_data.build_pastis import PastisConfig, build_pastis, record_path, spot_path
 from omnisat_data.grid import Grid
 from omnisat_data.pastis_tree import read_pastis, tile_crs
-from omnisat_data.recipe import load_recipe
+from omnisat_data.recipe import RecipeError, load_recipe
 from omnisat_data.treesatai_tree import SourceError
+from omnisat_data.world.config import PRESETS
+from omnisat_data.world.field import Field
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,3 +159,102 @@ def test_verify_pastis_hd_names_planted_defects(pastis_hd, tmp_path):
                    "not on the patch grid", "NORM_S1D_patch.json: missing"):
         assert any(needle in p for p in problems), (needle, problems)
     assert not report["summary"]["passed"]
+
+
+# -- --sentinel: the series re-fetched from STAC ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def refetched(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pastis-sentinel") / "PASTIS-R"
+    recipe = load_recipe(ROOT / "recipes" / "pastis-hd-demo.toml").with_catalog(str(world / "stac" / "items.ndjson"))
+    recipe = dataclasses.replace(recipe, period=PRESETS["tiny"].pastis_span)
+    return out, build_pastis(PastisConfig(world / "sources" / "PASTIS-R", recipe, out, workers=0, sentinel=True))
+
+
+def _expected_days(scenes, day_of, expected):
+    """Per day, in time order, the first scene with every band valid at each pixel: (days, frames)."""
+    days: dict[int, list] = {}
+    for s in scenes:
+        days.setdefault(day_of(s), []).append(expected(s))
+    out_days, frames = [], []
+    for day in sorted(days):
+        mosaic = np.full(days[day][0].shape, np.nan)
+        for e in days[day]:
+            take = np.isnan(mosaic).any(axis=0) & ~np.isnan(e).any(axis=0)
+            mosaic[:, take] = e[:, take]
+        if not np.isnan(mosaic).any():
+            out_days.append(day)
+            frames.append(mosaic)
+    return out_days, np.stack(frames)
+
+
+def test_sentinel_refetch_equals_the_world(refetched, world, plan):
+    out, report = refetched
+    assert report.failed == {} and report.series_done == [10000]
+    field = Field(PRESETS["tiny"])
+    start, end = (dt.date.fromisoformat(d) for d in PRESETS["tiny"].pastis_span)
+    patch = read_pastis(world / "sources" / "PASTIS-R").patches[0]
+    meta = json.loads((out / "metadata.geojson").read_text())["features"][0]["properties"]
+    source_meta = json.loads((world / "sources" / "PASTIS-R" / "metadata.geojson").read_text())["features"][0]["properties"]
+    ymd = int
+
+    # Sentinel-2: scenes of the patch's tile, one complete frame per day, reflectance x 10000 as int16
+    s2 = sorted((s for s in plan.s2 if s.mgrs == "32ULU" and start <= s.datetime.date() <= end),
+                key=lambda s: (s.datetime, s.product))
+    days, want = _expected_days(s2, lambda s: ymd(s.datetime.strftime("%Y%m%d")),
+                                lambda s: expected_s2(field, s, patch.sentinel)[:10])
+    data = np.load(out / "DATA_S2" / "S2_10000.npy")
+    assert data.dtype == np.int16 and data.shape == (len(days), 10, 128, 128)
+    assert list(meta["dates-S2"]) == [str(i) for i in range(len(days))] and list(meta["dates-S2"].values()) == days
+    assert np.abs(data - want).max() <= 0.5 + 1e-6
+    # where the world's own PASTIS-R renders the same thing (10 m bands on the same lattice), identical;
+    # the days it keeps and we drop are those with no-data pixels (swath edges)
+    source = np.load(world / "sources" / "PASTIS-R" / "DATA_S2" / "S2_10000.npy")
+    source_days = list(source_meta["dates-S2"].values())
+    kept = [source_days.index(d) for d in days]
+    np.testing.assert_array_equal(data[:, [0, 1, 2, 6]], source[kept][:, [0, 1, 2, 6]])
+    dropped = [i for i, d in enumerate(source_days) if d not in days]
+    assert dropped and all(np.isin(source[i], (0, -1000)).any() for i in dropped)
+
+    # Sentinel-1: float16 dB, VV, VH, VV - VH; slices of one pass mosaicked into one day
+    for key, direction in (("S1A", "ascending"), ("S1D", "descending")):
+        scenes = sorted((s for s in plan.s1 if s.direction == direction and start <= s.start.date() <= end),
+                        key=lambda s: (s.start, s.item_id))
+        days, want = _expected_days(scenes, lambda s: ymd(s.start.strftime("%Y%m%d")),
+                                    lambda s: expected_s1(field, s, patch.sentinel))
+        data = np.load(out / f"DATA_{key}" / f"{key}_10000.npy")
+        assert data.dtype == np.float16 and data.shape == (len(days), 3, 128, 128)
+        assert list(meta[f"dates-{key}"].values()) == days and days == sorted(set(days))
+        db = 10 * np.log10(want)
+        np.testing.assert_allclose(data[:, :2].astype(float), db, atol=0.02)
+        np.testing.assert_allclose(data[:, 2].astype(float), db[:, 0] - db[:, 1], atol=0.02)
+        if key == "S1D":  # passes delivered as two slices: two items, one day
+            assert len({s.start.date() for s in scenes}) < len(scenes)
+    record = json.loads(record_path(out, 10000).read_text())
+    assert list(record["dates"]) == ["S2", "S1A", "S1D"] and record["proj:shape"] == [128, 128]
+
+
+def test_sentinel_refetch_writes_norms_and_resumes(refetched, world):
+    out, _ = refetched
+    meta = json.loads((out / "metadata.geojson").read_text())
+    fold = f"Fold_{meta['features'][0]['properties']['Fold']}"
+    for name in ("S2", "S1A", "S1D"):
+        arrays = np.load(out / f"DATA_{name}" / f"{name}_10000.npy").astype(np.float64)
+        norm = json.loads((out / f"NORM_{name}_patch.json").read_text())[fold]
+        np.testing.assert_allclose(norm["mean"], arrays.mean(axis=(0, 2, 3)), rtol=1e-6)
+    assert (out / "ANNOTATIONS" / "TARGET_10000.npy").read_bytes() == \
+        (world / "sources" / "PASTIS-R" / "ANNOTATIONS" / "TARGET_10000.npy").read_bytes()
+    before = (out / "DATA_S2" / "S2_10000.npy").stat().st_mtime_ns
+    recipe = load_recipe(ROOT / "recipes" / "pastis-hd-demo.toml").with_catalog(str(world / "stac" / "items.ndjson"))
+    recipe = dataclasses.replace(recipe, period=PRESETS["tiny"].pastis_span)
+    again = build_pastis(PastisConfig(world / "sources" / "PASTIS-R", recipe, out, workers=0, sentinel=True))
+    assert again.series_done == [] and again.failed == {}
+    assert (out / "DATA_S2" / "S2_10000.npy").stat().st_mtime_ns == before
+    assert json.loads((out / "metadata.geojson").read_text()) == meta
+
+
+def test_sentinel_refetch_needs_a_period(world, tmp_path):
+    recipe = load_recipe(ROOT / "recipes" / "pastis-hd-demo.toml").with_catalog(str(world / "stac" / "items.ndjson"))
+    with pytest.raises(RecipeError, match="period: missing"):
+        build_pastis(PastisConfig(world / "sources" / "PASTIS-R", dataclasses.replace(recipe, period=None), tmp_path,
+                                  workers=0, sentinel=True))
