@@ -383,6 +383,73 @@ def build_pastis_command(
         raise typer.Exit(1)
 
 
+@build_app.command("grid")
+def build_grid_command(
+    recipe: Path = typer.Option(..., help="Build recipe (TOML) with a [vhr] section; its format (treesatai-ts or "
+                                "pastis-hd) is what gets built."),
+    out: Path = typer.Option(..., help="Output folder (created; reruns resume)."),
+    tiles: Optional[Path] = typer.Option(None, help="Vector file of square tile polygons (GeoJSON, GeoPackage, ...; "
+                                         "any CRS; names from a 'name' or 'id' property, PASTIS-HD ids from ID_PATCH)."),
+    bbox: Optional[str] = typer.Option(None, help="WEST,SOUTH,EAST,NORTH in lon/lat: a regular grid of tiles over it."),
+    tile_size: Optional[str] = typer.Option(None, help="Tile side, e.g. 60m or 1280m (default: the format's: 60m, 1280m)."),
+    crs: Optional[str] = typer.Option(None, help="Projected CRS of the tile grids, e.g. EPSG:32632 (default: the UTM "
+                                      "zone of the area; PASTIS-HD needs UTM)."),
+    format: Optional[str] = typer.Option(None, help="treesatai-ts or pastis-hd: must match the recipe's format."),
+    year: int = typer.Option(2019, help="VHR year; TreeSatAI-TS series cover it (or the recipe's first_year if earlier)."),
+    catalog: Optional[str] = typer.Option(None, help="STAC API URL or item file for every modality (overrides the recipe)."),
+    workers: int = typer.Option(2, help="Worker processes (0: in this process)."),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler (tcp://HOST:PORT): run the units on its workers."),
+    limit: Optional[int] = typer.Option(None, help="Build only the first N tiles (by name)."),
+) -> None:
+    """TreeSatAI-TS or PASTIS-HD for your own area: every modality fetched from STAC onto your tile grid."""
+    from omnisat_data.build_grid import GridConfig, build_grid, check_recipe, own_tiles
+    from omnisat_data.executors import SchedulerError, check_scheduler
+    from omnisat_data.recipe import RecipeError, load_recipe
+    from omnisat_data.treesatai_tree import SourceError
+
+    try:
+        loaded = load_recipe(recipe)
+        if catalog:
+            loaded = loaded.with_catalog(catalog)
+        if format and format != loaded.format:
+            raise RecipeError(f"{recipe}: format {loaded.format!r} but --format {format}")
+        size = None
+        if tile_size:
+            try:
+                size = float(tile_size.removesuffix("m"))
+            except ValueError:
+                raise ValueError(f"--tile-size {tile_size!r}: expected metres such as 60m or 1280m") from None
+        box = None
+        if bbox:
+            try:
+                box = tuple(float(v) for v in bbox.split(","))
+                assert len(box) == 4
+            except (ValueError, AssertionError):
+                raise ValueError(f"--bbox {bbox!r}: expected WEST,SOUTH,EAST,NORTH in degrees") from None
+        cfg = GridConfig(loaded, out, tiles=tiles, bbox=box, tile_size_m=size, crs=crs, year=year, workers=workers,
+                         scheduler=scheduler, limit=limit)
+        check_recipe(loaded)
+        own = own_tiles(cfg)  # bad input fails here, before a progress bar is drawn
+        if not own.tiles:
+            raise SourceError(f"{tiles or bbox}: no usable tile" + (f" ({own.problems[0][0]}: {own.problems[0][1]})"
+                                                                      if own.problems else ""))
+        if scheduler:
+            check_scheduler(scheduler)
+        with _progress() as bar:
+            report = build_grid(cfg, progress=_staged_progress(bar))
+    except _known_errors() + (SourceError, SchedulerError) as exc:
+        fail(str(exc))
+    done = len(report.done)
+    Console(width=120).print(f"{loaded.format} {out}: {done} tiles built, {len(report.skipped)} already complete, "
+                             f"{len(report.failed)} failed", highlight=False)
+    for name, reason in sorted(report.failed.items()):
+        Console(width=120).print(f"[red]failed[/] {escape(str(name))}: {escape(reason)}", highlight=False, soft_wrap=True)
+    for name, reason in sorted(report.source_problems.items()):
+        Console(width=120).print(f"[yellow]left out[/] {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    if report.failed and not report.done and not report.skipped:
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 def demo(
     folder: Path = typer.Argument(DEFAULT_DEMO_DIR, help="Where the demo lives: DIR/world, DIR/treesatai-ts."),

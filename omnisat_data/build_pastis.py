@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,14 +90,14 @@ class PastisReport:
 
 # -- the unit of work (runs in a worker process) -------------------------------------------------------
 
-def vhr_unit(href: str, targets: list[tuple[int, dict, str]], bands: int = 3,
-             header_bytes: int = 16384) -> dict[int, str]:
-    """Open one VHR image; for each (patch id, VHR grid as dict, output path): read the window under the
-    patch, area-average it onto the grid, write the tif. Returns patch id -> "" (done) or the reason."""
+def vhr_unit(href: str, targets: list[tuple[str, dict, str]], header_bytes: int = 16384) -> dict[str, str]:
+    """Open one VHR image; for each (tile name, VHR grid as dict, output path): read the window under
+    the tile, area-average every band onto the grid, write the uint8 tif. Returns name -> "" (done) or
+    the reason."""
     results = {}
     with rasterio.Env(**gdal_http_env(header_bytes)), rasterio.open(href) as src:
         crs = src.crs.to_string()
-        for pid, grid_dict, path in targets:
+        for name, grid_dict, path in targets:
             grid = Grid.from_dict(grid_dict)
             try:
                 left, bottom, right, top = grid.bounds
@@ -106,15 +107,15 @@ def vhr_unit(href: str, targets: list[tuple[int, dict, str]], bands: int = 3,
                 window = rasterio.windows.Window(window.col_off - 2, window.row_off - 2, window.width + 4, window.height + 4)
                 full = rasterio.windows.Window(0, 0, src.width, src.height)
                 window = window.intersection(full)
-                data = src.read(list(range(1, bands + 1)), window=window).astype(np.float64)
+                data = src.read(window=window).astype(np.float64)
                 values = area_average(data, src.transform, crs, grid, window=Window(
                     int(window.row_off), int(window.col_off), int(window.height), int(window.width)))
                 if np.isnan(values).any():
-                    raise ValueError(f"the image covers {100 * (1 - np.isnan(values[0]).mean()):.1f} % of the patch")
+                    raise ValueError(f"the image covers {100 * (1 - np.isnan(values[0]).mean()):.1f} % of the tile")
                 write_gtiff(Path(path), np.rint(values).astype(np.uint8), grid)
-                results[pid] = ""
+                results[name] = ""
             except (ValueError, rasterio.errors.RasterioError) as error:
-                results[pid] = f"{href}: {' '.join(str(error).split())}"
+                results[name] = f"{href}: {' '.join(str(error).split())}"
     return results
 
 
@@ -171,20 +172,25 @@ def search_vhr(tiles: list[Tile], recipe: Recipe, catalogs: dict[str, Catalog], 
     return out
 
 
-def add_vhr(tiles: list[Tile], recipe: Recipe, out: Path, workers: int, scheduler: str | None, report: PastisReport,
-            progress=None) -> None:
-    """DATA_SPOT images of these patches (tile name = ID_PATCH): one VHR search per group; each patch
-    takes the first item (by id) that covers it entirely; one unit per item, written by the workers."""
+def add_vhr(tiles: list[Tile], recipe: Recipe, year: int, path_of: Callable[[str], Path], workers: int,
+            scheduler: str | None, progress=None) -> tuple[list[str], dict[str, str], int]:
+    """The VHR image of each tile, area-averaged onto its VHR grid and written to `path_of(name)`.
+
+    One search per group of tiles over `year`; each tile takes the first item (by id) that covers it
+    entirely; one unit per item, written by the workers (no raster travels back).
+    Returns (names written, name -> reason for those that failed, searches)."""
     catalogs: dict[str, Catalog] = {}
     assigned: dict[str, tuple[str, list[Tile]]] = {}
-    vhr_window = f"{VHR_YEAR}-01-01T00:00:00Z/{VHR_YEAR}-12-31T23:59:59Z"
-    for group in group_tiles(tiles, recipe.group_size_m, lambda t: (vhr_window, VHR_YEAR)):
+    failed: dict[str, str] = {}
+    searches = 0
+    window = f"{year}-01-01T00:00:00Z/{year}-12-31T23:59:59Z"
+    for group in group_tiles(tiles, recipe.group_size_m, lambda t: (window, year)):
         try:
             found = search_vhr(group.tiles, recipe, catalogs, group.window)
         except CatalogError as error:
-            report.failed.update({t.name: f"search failed: {error}" for t in group.tiles})
+            failed.update({t.name: f"search failed: {error}" for t in group.tiles})
             continue
-        report.searches += 1
+        searches += 1
         taken = set()
         for item_id in sorted(found):
             href, members = found[item_id]
@@ -194,24 +200,26 @@ def add_vhr(tiles: list[Tile], recipe: Recipe, out: Path, workers: int, schedule
                 assigned.setdefault(item_id, (href, []))[1].extend(mine)
         for i, t in enumerate(group.tiles):
             if i not in taken:
-                report.failed[t.name] = f"no {recipe.vhr.collection} item of {VHR_YEAR} covers the patch"
+                failed[t.name] = f"no {recipe.vhr.collection} item of {year} covers it"
 
+    done = []
     with executor(workers, scheduler) as pool:
-        futures = [(pool.submit(vhr_unit, href, [(int(t.name), t.vhr.to_dict(), str(spot_path(out, int(t.name))))
-                                                 for t in members], header_bytes=recipe.vhr.header_bytes), members)
+        futures = [(pool.submit(vhr_unit, href, [(t.name, t.vhr.to_dict(), str(path_of(t.name))) for t in members],
+                                header_bytes=recipe.vhr.header_bytes), members)
                    for href, members in assigned.values()]
         for k, (future, members) in enumerate(futures):
             try:
-                for pid, reason in future.result().items():
+                for name, reason in future.result().items():
                     if reason:
-                        report.failed[str(pid)] = reason
+                        failed[name] = reason
                     else:
-                        report.done.append(pid)
-            except Exception as error:  # a worker that died or an unreadable image: its patches fail
+                        done.append(name)
+            except Exception as error:  # a worker that died or an unreadable image: its tiles fail
                 for t in members:
-                    report.failed[t.name] = f"{error.__class__.__name__}: {' '.join(str(error).split())}"
+                    failed[t.name] = f"{error.__class__.__name__}: {' '.join(str(error).split())}"
             if progress:
                 progress("vhr", k + 1, len(futures))
+    return done, failed, searches
 
 
 # -- Sentinel series (--sentinel, own areas) --------------------------------------------------------------
@@ -252,8 +260,9 @@ def write_patch(out: Path, tile: Tile, frames: list) -> dict:
         written[name] = daily
     for name, daily in written.items():
         save_npy(series_path(out, name, tile.name), daily.data)
+    s2_tiles = sorted({s2_tile(product) for _, product, _, _, series in frames if series == "s2"} - {""})
     record = {"id": tile.name, "proj:code": tile.sentinel.crs, "proj:transform": list(tile.sentinel.transform)[:6],
-              "proj:shape": list(shape),
+              "proj:shape": list(shape), "s2_tiles": s2_tiles,
               "dates": {FOLDERS[name][1]: list(d.dates) for name, d in written.items()},
               "items": {FOLDERS[name][1]: [list(i) for i in d.items] for name, d in written.items()}}
     write_json(record_path(out, tile.name), record)
@@ -335,7 +344,11 @@ def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
         (report.skipped if spot_path(cfg.out, p.id).is_file() else pending).append(p.id)
     by_id = {p.id: p for p in source.patches}
     tiles = {p.id: Tile(str(p.id), p.vhr, p.sentinel, VHR_YEAR) for p in source.patches}
-    add_vhr([tiles[pid] for pid in pending], cfg.recipe, cfg.out, cfg.workers, cfg.scheduler, report, progress)
+    done, failed, searches = add_vhr([tiles[pid] for pid in pending], cfg.recipe, VHR_YEAR,
+                                     lambda name: spot_path(cfg.out, int(name)), cfg.workers, cfg.scheduler, progress)
+    report.done.extend(int(name) for name in done)
+    report.failed.update(failed)
+    report.searches += searches
     if cfg.sentinel:
         todo = [tiles[p.id] for p in source.patches if read_record(cfg.out, p.id) is None]
         add_sentinel(todo, {str(p.id): p.tile[1:].upper() for p in source.patches}, cfg.recipe, cfg.out,

@@ -266,9 +266,10 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError('[s1].assets must be ["vv", "vh"] (the TreeSatAI-TS channel order)')
 
 
-def plan_build(cfg: BuildConfig, report: BuildReport) -> tuple[TreeSatSource, list[Tile], list[Group]]:
+def plan_build(cfg: BuildConfig, report: BuildReport,
+               source: TreeSatSource | None = None) -> tuple[TreeSatSource, list[Tile], list[Group]]:
     check_recipe(cfg.recipe)
-    source = read_treesatai(cfg.source, cfg.year)
+    source = source or read_treesatai(cfg.source, cfg.year)
     report.source_problems = dict(source.problems)
     tiles = sorted(source.tiles, key=lambda t: t.name)[: cfg.limit]
     report.tiles_total = len(tiles)
@@ -281,12 +282,15 @@ def plan_build(cfg: BuildConfig, report: BuildReport) -> tuple[TreeSatSource, li
     return source, tiles, group_tiles(pending, cfg.recipe.group_size_m, series_window(cfg.recipe))
 
 
-def build_treesatai(cfg: BuildConfig, progress: Progress | None = None) -> BuildReport:
+def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: TreeSatSource | None = None,
+                    report: BuildReport | None = None) -> BuildReport:
+    """The build; `source` instead of reading `cfg.source` (own areas: aerial tiles already in `cfg.out`),
+    `report` to add to one already started."""
     t0 = time.perf_counter()
-    report = BuildReport()
+    report = report or BuildReport()
     cfg.out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(cfg.out)
-    source, tiles, groups = plan_build(cfg, report)
+    source, tiles, groups = plan_build(cfg, report, source)
 
     catalogs: dict[str, Catalog] = {}
     tally = ReadTally()

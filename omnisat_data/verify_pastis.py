@@ -62,7 +62,9 @@ def check_patch(root: Path, patch: Patch, feature: dict, pair: str = "both") -> 
                                   f"({dates[k]} then {dates[k + 1]})")
         arrays[key] = (np.asarray(a), dates)
     target = root / "ANNOTATIONS" / f"TARGET_{patch.id}.npy"
-    if not target.is_file():
+    if not (root / "ANNOTATIONS").is_dir():
+        pass  # an unlabelled tree (own areas: omnisat-data build grid) has no ANNOTATIONS at all
+    elif not target.is_file():
         check.problems.append(f"{name}: ANNOTATIONS/{target.name}: missing")
     elif np.load(target, mmap_mode="r").shape != (3, 128, 128):
         check.problems.append(f"{name}: ANNOTATIONS/{target.name}: shape {np.load(target, mmap_mode='r').shape}, expected (3, 128, 128)")

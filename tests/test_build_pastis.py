@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from pyproj import Transformer
-from shapely.geometry import Polygon, box
 
-from world_truth import expected_s1, expected_s2
+from world_truth import exact_area_average, expected_s1, expected_s2
 
 from omnisat_data.build_pastis import PastisConfig, build_pastis, record_path, spot_path
 from omnisat_data.grid import Grid
@@ -47,27 +45,7 @@ def test_patch_grids_are_the_worlds(world, truth):
     assert tile_crs("t30uxv") == "EPSG:32630" and tile_crs("t31tfj") == "EPSG:32631"
 
 
-def _exact_area_average(src, grid: Grid, row: int, col: int) -> np.ndarray:
-    """The source pixels weighted by the exact area they share with one output pixel (shapely)."""
-    t = grid.transform
-    corners = [t @ (col, row), t @ (col + 1, row), t @ (col + 1, row + 1), t @ (col, row + 1)]
-    xs, ys = Transformer.from_crs(grid.crs, src.crs.to_string(), always_xy=True).transform(*zip(*corners))
-    footprint = Polygon(zip(xs, ys))
-    inv = ~src.transform
-    cols, rows = zip(*[inv @ (x, y) for x, y in zip(xs, ys)])
-    total, acc = 0.0, 0.0
-    for r in range(int(np.floor(min(rows))), int(np.floor(max(rows))) + 1):
-        for c in range(int(np.floor(min(cols))), int(np.floor(max(cols))) + 1):
-            x0, y0 = src.transform @ (c, r + 1)
-            x1, y1 = src.transform @ (c + 1, r)
-            area = footprint.intersection(box(x0, y0, x1, y1)).area
-            if area > 0:
-                value = src.read(window=((r, r + 1), (c, c + 1)))[:, 0, 0].astype(float)
-                acc, total = acc + area * value, total + area
-    return acc / total
-
-
-def test_vhr_values_equal_an_exact_area_average(pastis_hd, world):
+def test_vhr_values_equal_anexact_area_average(pastis_hd, world):
     out, report = pastis_hd
     assert report.failed == {} and len(report.done) == 1
     source = read_pastis(world / "sources" / "PASTIS-R")
@@ -80,7 +58,7 @@ def test_vhr_values_equal_an_exact_area_average(pastis_hd, world):
         data = written.read()
         diffs = []
         for row, col in rng.integers(0, 1280, size=(40, 2)):
-            diffs.append(np.abs(data[:, row, col] - _exact_area_average(src, patch.vhr, int(row), int(col))))
+            diffs.append(np.abs(data[:, row, col] - exact_area_average(src, patch.vhr, int(row), int(col))))
     diffs = np.array(diffs)
     # 4 x 4 sub-pixel sampling and rounding to uint8: within 2 DN, and below 0.5 DN on average
     assert diffs.max() <= 2.0 and diffs.mean() < 0.5, diffs.max()

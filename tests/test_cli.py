@@ -9,7 +9,7 @@ import pytest
 
 COMMANDS = [["--help"], ["world", "--help"], ["world", "make", "--help"], ["stac", "--help"],
             ["stac", "serve", "--help"], ["stac", "search", "--help"], ["demo", "--help"],
-            ["build", "--help"], ["build", "treesatai", "--help"], ["build", "pastis-r", "--help"],
+            ["build", "--help"], ["build", "treesatai", "--help"], ["build", "pastis-r", "--help"], ["build", "grid", "--help"],
             ["verify-alignment", "--help"]]
 
 

@@ -1,10 +1,13 @@
-"""An independent bilinear interpolation of the world's own render functions: what a build must write."""
+"""What a build must write, computed independently: bilinear interpolation of the world's own render
+functions, exact area averages of a source scene."""
 
 from __future__ import annotations
 
 import numpy as np
 from pyproj import Transformer
+from shapely.geometry import Polygon, box
 
+from omnisat_data.grid import Grid
 from omnisat_data.world.render import s1_values, s2_mask_values, s2_values
 
 S2_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
@@ -49,3 +52,23 @@ def expected_s1(field, scene, tile_grid):
     for cx, cy, w in _neighbours(x, y, scene.grid):
         acc = acc + s1_values(field, scene, cx, cy).astype(float) * w
     return acc
+
+
+def exact_area_average(src, grid: Grid, row: int, col: int) -> np.ndarray:
+    """The source pixels weighted by the exact area they share with one output pixel (shapely)."""
+    t = grid.transform
+    corners = [t @ (col, row), t @ (col + 1, row), t @ (col + 1, row + 1), t @ (col, row + 1)]
+    xs, ys = Transformer.from_crs(grid.crs, src.crs.to_string(), always_xy=True).transform(*zip(*corners))
+    footprint = Polygon(zip(xs, ys))
+    inv = ~src.transform
+    cols, rows = zip(*[inv @ (x, y) for x, y in zip(xs, ys)])
+    total, acc = 0.0, 0.0
+    for r in range(int(np.floor(min(rows))), int(np.floor(max(rows))) + 1):
+        for c in range(int(np.floor(min(cols))), int(np.floor(max(cols))) + 1):
+            x0, y0 = src.transform @ (c, r + 1)
+            x1, y1 = src.transform @ (c + 1, r)
+            area = footprint.intersection(box(x0, y0, x1, y1)).area
+            if area > 0:
+                value = src.read(window=((r, r + 1), (c, c + 1)))[:, 0, 0].astype(float)
+                acc, total = acc + area * value, total + area
+    return acc / total

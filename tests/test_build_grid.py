@@ -1,0 +1,168 @@
+"""build grid: your own tiles, given as GeoJSON polygons in a CRS none of the sources use (ETRS89-LAEA,
+EPSG:3035), built into both formats from the tiny world; values against independent computations."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+
+from world_truth import exact_area_average, expected_s1, expected_s2
+
+from omnisat_data.build_grid import GridConfig, build_grid
+from omnisat_data.grid import Grid
+from omnisat_data.own_grid import tiles_from_bbox
+from omnisat_data.pastis_tree import read_pastis
+from omnisat_data.recipe import load_recipe
+from omnisat_data.world.config import PRESETS
+from omnisat_data.world.field import Field
+
+ROOT = Path(__file__).resolve().parent.parent
+LAEA = "EPSG:3035"
+
+
+def _geojson(path: Path, squares: list[tuple[dict, float, float, float]]) -> Path:
+    """Squares (properties, centre x, centre y, side) in EPSG:3035, as a GeoJSON declaring that CRS."""
+    features = []
+    for props, cx, cy, side in squares:
+        h = side / 2
+        ring = [[cx - h, cy - h], [cx + h, cy - h], [cx + h, cy + h], [cx - h, cy + h], [cx - h, cy - h]]
+        features.append({"type": "Feature", "properties": props, "geometry": {"type": "Polygon", "coordinates": [ring]}})
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features,
+                                "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3035"}}}))
+    return path
+
+
+def _centre(grid: Grid) -> tuple[float, float]:
+    left, bottom, right, top = grid.bounds
+    return Transformer.from_crs(grid.crs, LAEA, always_xy=True).transform((left + right) / 2, (bottom + top) / 2)
+
+
+def _grid_recipe(world: Path):
+    recipe = load_recipe(ROOT / "recipes" / "grid-demo.toml").with_catalog(str(world / "stac" / "items.ndjson"))
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def own_treesatai(world, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("grid")
+    sheets = []
+    for path in sorted((world / "data" / "aerial-cir-20cm").glob("*/image.tif")):
+        with rasterio.open(path) as src:
+            sheets.append(Grid(src.crs.to_string(), src.transform, src.shape))
+    (x0, y0), (x1, y1) = _centre(sheets[0]), _centre(sheets[1])
+    squares = [({"name": "mine/a"}, x0, y0, 60.0), ({"name": "mine/b"}, x0 + 30, y0 - 20, 60.0),
+               ({"name": "mine/c"}, x1, y1, 60.0),
+               ({"name": "wide"}, x1, y1, 100.0),  # not a 60 m tile: left out
+               ({"name": "bare"}, x0 + 2000, y0, 60.0)]  # no aerial image there: fails alone
+    source = _geojson(tmp / "tiles.geojson", squares)
+    out = tmp / "treesatai-ts"
+    cfg = GridConfig(_grid_recipe(world), out, tiles=source, crs=LAEA, year=2022, workers=0)
+    return out, build_grid(cfg), cfg
+
+
+def test_own_treesatai_ts_values_equal_the_world(own_treesatai, world, plan):
+    out, report, _ = own_treesatai
+    assert report.failed == {"bare": "no aerial-cir-20cm item of 2022 covers it"} and len(report.done) == 3
+    assert any("wide" in k and "not a 60 m square" in v for k, v in report.source_problems.items())
+    field = Field(PRESETS["tiny"])
+    s2 = sorted((s for s in plan.s2 if s.datetime.year == 2022), key=lambda s: (s.datetime, s.product))
+    s1 = [s for s in plan.s1 if s.start.year == 2022]
+    for item in sorted((out / "stac" / "items").glob("*.json")):
+        meta = json.loads(item.read_text())
+        assert meta["id"].startswith("mine_") and meta["properties"]["proj:code"] == LAEA
+        grid = Grid(LAEA, rasterio.Affine(*meta["properties"]["proj:transform"]), tuple(meta["properties"]["proj:shape"]))
+        assert grid.shape == (6, 6) and grid.transform.c % 10 == 0 and grid.transform.f % 10 == 0
+        with h5py.File(out / "sentinel" / f"{meta['id']}.h5", "r") as f:
+            frames = [(s, expected_s2(field, s, grid)) for s in s2]
+            frames = [(s, e) for s, e in frames if not np.isnan(e[:10]).all()]
+            assert [p.decode() for p in f["sen-2-products"][()]] == [s.product for s, _ in frames]
+            want = np.stack([e for _, e in frames])
+            np.testing.assert_array_equal(np.isnan(f["sen-2-data"][()]), np.isnan(want[:, :10]))
+            assert np.nanmax(np.abs(f["sen-2-data"][()] - want[:, :10])) <= 0.5 + 1e-6
+            scenes = sorted((s for s in s1 if s.direction == "descending"), key=lambda s: (s.start, s.item_id))
+            frames = [e for e in (expected_s1(field, s, grid) for s in scenes) if not np.isnan(e).all()]
+            np.testing.assert_allclose(f["sen-1-des-data"][()], np.stack(frames), rtol=2e-6)
+        with rasterio.open(out / "aerial" / f"{meta['id']}.tif") as aerial:
+            assert aerial.crs.to_string() == LAEA and (aerial.count, aerial.height, aerial.width) == (4, 300, 300)
+            assert aerial.transform.c == grid.transform.c and aerial.transform.f == grid.transform.f
+            data, vhr = aerial.read(), Grid(LAEA, aerial.transform, (300, 300))
+        centre = Transformer.from_crs(LAEA, "EPSG:25832", always_xy=True).transform(*_centre(vhr))
+        scene = next(p for p in (world / "data" / "aerial-cir-20cm").glob("*/image.tif")
+                     if rasterio.open(p).bounds.left < centre[0] < rasterio.open(p).bounds.right
+                     and rasterio.open(p).bounds.bottom < centre[1] < rasterio.open(p).bounds.top)
+        with rasterio.open(scene) as src:
+            for row, col in np.random.default_rng(1).integers(0, 300, size=(8, 2)):
+                assert np.abs(data[:, row, col] - exact_area_average(src, vhr, int(row), int(col))).max() <= 2.0
+
+
+def test_own_treesatai_ts_tree_and_resume(own_treesatai):
+    out, report, cfg = own_treesatai
+    names = sorted(p.stem for p in (out / "sentinel").glob("*.h5"))
+    listed = sorted(line.removesuffix(".tif") for split in ("train", "val", "test")
+                    for line in (out / f"{split}_filenames.lst").read_text().split())
+    assert listed == names and json.loads((out / "labels" / "TreeSatBA_v9_60m_multi_labels.json").read_text()) == {}
+    for name in names:
+        assert (out / "s1-asc" / f"{name}.pth").is_file() and (out / "aerial" / "60m" / f"{name}.tif").is_file()
+    again = build_grid(cfg)
+    assert sorted(again.skipped) == names and again.done == [] and list(again.failed) == ["bare"]
+
+
+def test_own_pastis_hd_from_the_same_kind_of_file(world, tmp_path):
+    patch = read_pastis(world / "sources" / "PASTIS-R").patches[0]
+    source = _geojson(tmp_path / "patches.geojson", [({"ID_PATCH": 777}, *_centre(patch.sentinel), 1280.0)])
+    recipe = load_recipe(ROOT / "recipes" / "pastis-hd-demo.toml").with_catalog(str(world / "stac" / "items.ndjson"))
+    recipe = dataclasses.replace(recipe, period=PRESETS["tiny"].pastis_span)
+    out = tmp_path / "PASTIS-HD"
+    report = build_grid(GridConfig(recipe, out, tiles=source, year=2019, workers=0))
+    assert report.failed == {} and report.done == [777] and report.series_done == [777]
+    # the tree reads back as PASTIS: the footprint in Lambert-93 and TILE give back the patch grid (UTM 32N)
+    back = read_pastis(out)
+    assert back.problems == () and back.patches[0].sentinel == patch.sentinel
+    props = json.loads((out / "metadata.geojson").read_text())["features"][0]["properties"]
+    assert props["TILE"] == "t32ulu" and 1 <= props["Fold"] <= 5
+    # where the world's own PASTIS-R renders the same thing (10 m bands), the same values on the same days
+    ours, days = np.load(out / "DATA_S2" / "S2_777.npy"), list(props["dates-S2"].values())
+    source_meta = json.loads((world / "sources" / "PASTIS-R" / "metadata.geojson").read_text())["features"][0]
+    source_days = list(source_meta["properties"]["dates-S2"].values())
+    theirs = np.load(world / "sources" / "PASTIS-R" / "DATA_S2" / f"S2_{patch.id}.npy")
+    np.testing.assert_array_equal(ours[:, [0, 1, 2, 6]], theirs[[source_days.index(d) for d in days]][:, [0, 1, 2, 6]])
+    with rasterio.open(out / "DATA_SPOT" / "PASTIS_SPOT6_RVB_1M00_2019" / "SPOT6_RVB_1M00_2019_777.tif") as spot:
+        assert spot.transform == patch.vhr.transform and spot.count == 3
+    for name in ("S2", "S1A", "S1D"):
+        assert set(json.loads((out / f"NORM_{name}_patch.json").read_text())) == {f"Fold_{props['Fold']}"}
+
+
+def test_bbox_grid_is_aligned():
+    own = tiles_from_bbox((7.60, 48.58, 7.61, 48.59), 60.0, None, 0.2, 2022)
+    assert own.tiles[0].sentinel.crs == "EPSG:32632" and len(own.tiles) == len({t.name for t in own.tiles})
+    lefts = {t.sentinel.transform.c for t in own.tiles}
+    assert all(v % 60 == 0 for v in lefts) and len(own.tiles) == len(lefts) * len({t.sentinel.transform.f for t in own.tiles})
+    assert all(t.vhr.shape == (300, 300) and t.sentinel.shape == (6, 6) for t in own.tiles)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bbox", "7.6,48.58,7.61,48.59", "--tiles", "x.geojson"], "not both"),
+    (["--bbox", "7.6,48.58,7.61", "--crs", "EPSG:32632"], "--bbox"),
+    (["--bbox", "7.6,48.58,7.61,48.59", "--crs", "EPSG:4326"], "not projected"),
+    (["--tiles", "missing.geojson"], "missing.geojson"),
+])
+def test_bad_grid_input_is_one_line(world, tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "cli.data", "build", "grid", "--recipe", str(ROOT / "recipes" / "grid-demo.toml"),
+                        "--out", str(tmp_path / "o"), *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_pastis_hd_grid_must_be_utm(world, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "cli.data", "build", "grid", "--recipe",
+                        str(ROOT / "recipes" / "pastis-hd-demo.toml"), "--bbox", "7.6,48.58,7.61,48.59",
+                        "--crs", LAEA, "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "UTM grid" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
