@@ -4,7 +4,7 @@ memory of the client and of a worker, bytes read per tile-date (not a timed test
     python benchmarks/build_scale.py [--world demo/world] [--sizes 100,1000,4000] [--workers 2] [--dask]
 
 The demo world has 48 real TreeSatAI tiles; larger source trees are made here: N tiles of 60.8 m on
-a regular lattice over the world's area (deflate-compressed constant aerial tifs, which the build
+a regular lattice over the world's area (62 m apart up to 3,600 tiles, overlapping beyond) (deflate-compressed constant aerial tifs, which the build
 only links), with labels, splits and bb_60m.GeoJSON, so the build searches and reads every
 acquisition over each tile for real. Each build runs in its own process, for clean peak memory.
 """
@@ -34,14 +34,14 @@ def make_source(world: Path, n: int, folder: Path, year: int = 2022) -> Path:
 
     cfg = json.loads((world / "world.json").read_text())["config"]
     left, top, size = cfg["aoi_left"], cfg["aoi_top"], cfg["aoi_size"]
-    per_side = int((size - 120) // 62)
-    if n > per_side**2:
-        raise SystemExit(f"at most {per_side ** 2} tiles fit in this world")
+    # 62 m apart (no overlap) while they fit; closer (overlapping tiles, each still read for itself) beyond
+    per_side = max(int((size - 120) // 62), int(np.ceil(np.sqrt(n))))
+    step = min(62.0, (size - 120) / per_side)
     image = np.full((4, 304, 304), 90, np.uint8)
     labels, names, features = {}, [], []
     for k in range(n):
         r, c = divmod(k, per_side)
-        x0, y0 = left + 60 + c * 62.0, top - 60 - r * 62.0
+        x0, y0 = left + 60 + c * step, top - 60 - r * step
         name = f"Picea_abies_1_{100000 + k}_WEFL_NLF"
         grid = Grid("EPSG:25832", Affine(0.2, 0, x0, 0, -0.2, y0), (304, 304))
         write_gtiff(folder / "aerial" / "60m" / f"{name}.tif", image, grid, compress="deflate")
