@@ -61,32 +61,54 @@ def make_source(world: Path, n: int, folder: Path, year: int = 2022) -> Path:
     return folder
 
 
+def start_cluster(workers: int) -> tuple[list[subprocess.Popen], str]:
+    """A Dask scheduler and `workers` single-threaded worker processes, each its own OS process (as a
+    user's cluster would be), so the build process's peak memory is the client's alone."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    bin_dir = Path(sys.executable).parent
+    procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs.append(subprocess.Popen([str(bin_dir / "dask"), "worker", address, "--nworkers", str(workers), "--nthreads", "1",
+                                   "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    from distributed import Client
+
+    with Client(address, timeout="30s") as client:
+        client.wait_for_workers(workers, timeout=60)
+    return procs, address
+
+
 def one_build(source: str, items: str, out: str, workers: int, dask: bool) -> None:
     """Child process: run the build, print a JSON line of figures."""
     from omnisat_data.build_treesatai import BuildConfig, build_treesatai
     from omnisat_data.recipe import load_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "demo.toml").with_catalog(items)
-    cluster = None
-    scheduler = None
+    procs, scheduler = ([], None)
     if dask:
-        from distributed import LocalCluster
-
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-        scheduler = cluster.scheduler_address
+        procs, scheduler = start_cluster(workers)
     t0 = time.perf_counter()
     report = build_treesatai(BuildConfig(Path(source), recipe, Path(out), workers=workers, scheduler=scheduler))
     seconds = time.perf_counter() - t0
     worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    if cluster is not None:
+    scheduler_peak = None
+    if dask:
         from distributed import Client
 
-        with Client(cluster) as client:
-            worker_peak = max(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024).values())
-        cluster.close()
+        peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # noqa: E731
+        with Client(scheduler) as client:
+            worker_peak = max(client.run(peak).values())
+            scheduler_peak = client.run_on_scheduler(peak)
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=30)
     print(json.dumps({"tiles": len(report.done), "tile_dates": report.tile_dates, "seconds": seconds,
                       "bytes": report.bytes_read, "client_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "worker_mb": worker_peak, "failed": len(report.failed)}))
+                      "worker_mb": worker_peak, "scheduler_mb": scheduler_peak, "failed": len(report.failed)}))
 
 
 def main() -> None:
@@ -94,7 +116,9 @@ def main() -> None:
     parser.add_argument("--world", type=Path, default=ROOT / "demo" / "world")
     parser.add_argument("--sizes", default="100,1000,3000")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--dask", action="store_true", help="also on a local Dask cluster of --workers processes")
+    parser.add_argument("--dask", action="store_true", help="also on a Dask cluster (scheduler and --workers worker "
+                        "processes started with the dask CLI)")
+    parser.add_argument("--only-dask", action="store_true", help="the Dask builds only")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -103,17 +127,19 @@ def main() -> None:
         return
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     items = str(args.world / "stac" / "items.ndjson")
-    print(f"{'tiles':>6} {'where':>7} {'tile-dates':>10} {'seconds':>8} {'td/s':>7} {'KB/td':>6} {'client MB':>9} {'worker MB':>9}")
+    print(f"{'tiles':>6} {'where':>7} {'tile-dates':>10} {'seconds':>8} {'td/s':>7} {'KB/td':>6} {'client MB':>9} "
+          f"{'worker MB':>9} {'sched. MB':>9}")
     for n in [int(s) for s in args.sizes.split(",")]:
         source = make_source(args.world, n, tmp / f"src-{n}")
-        for dask in ([False, True] if args.dask else [False]):
+        for dask in ([True] if args.only_dask else [False, True] if args.dask else [False]):
             out = tmp / f"out-{n}-{int(dask)}"
             r = subprocess.run([sys.executable, __file__, "--child", str(source), items, str(out), str(args.workers),
                                 "1" if dask else "0"], capture_output=True, text=True, check=True)
             f = json.loads(r.stdout.strip().splitlines()[-1])
             print(f"{f['tiles']:>6} {'dask' if dask else 'local':>7} {f['tile_dates']:>10} {f['seconds']:>8.1f} "
                   f"{f['tile_dates'] / f['seconds']:>7.0f} {f['bytes'] / 1024 / max(f['tile_dates'], 1):>6.2f} "
-                  f"{f['client_mb']:>9.0f} {f['worker_mb']:>9.0f}", flush=True)
+                  f"{f['client_mb']:>9.0f} {f['worker_mb']:>9.0f} "
+                  f"{'-' if f['scheduler_mb'] is None else format(f['scheduler_mb'], '.0f'):>9}", flush=True)
 
 
 if __name__ == "__main__":
