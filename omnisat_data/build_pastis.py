@@ -32,7 +32,7 @@ from .atomic import place_copy, remove_stale_temporaries, write_json
 from .executors import executor
 from .catalog.search import Catalog, CatalogError, Search, open_catalog
 from .cog import write_gtiff
-from .grid import Grid
+from .grid import Grid, crs_string
 from .pastis_series import FOLDERS, daily_series, pastis_unit, s2_tile, save_npy, series_path
 from .pastis_tree import DATE_PROPERTIES, read_pastis
 from .recipe import Recipe, RecipeError
@@ -96,7 +96,7 @@ def vhr_unit(href: str, targets: list[tuple[str, dict, str]], header_bytes: int 
     the reason."""
     results = {}
     with rasterio.Env(**gdal_http_env(header_bytes)), rasterio.open(href) as src:
-        crs = src.crs.to_string()
+        crs = crs_string(src.crs)
         for name, grid_dict, path in targets:
             grid = Grid.from_dict(grid_dict)
             try:

@@ -6,12 +6,26 @@ values, so pixel-centre and rounding conventions live here and nowhere else.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import Polygon, box
+
+
+@functools.lru_cache(maxsize=256)
+def _crs_text(wkt: str) -> str:
+    return CRS.from_wkt(wkt).to_string()
+
+
+def crs_string(crs: CRS | None) -> str:
+    """A dataset's CRS as the toolkit writes it ("EPSG:25832", else WKT); "" when it has none.
+
+    Cached by WKT: identifying the EPSG code of a WKT that lacks one (TreeSatAI's tifs) costs ~40 ms,
+    which would otherwise be paid for every tile of a 50,000-tile tree."""
+    return _crs_text(crs.to_wkt()) if crs else ""
 
 
 @dataclass(frozen=True)

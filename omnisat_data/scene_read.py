@@ -15,7 +15,7 @@ import rasterio
 import rasterio.windows
 
 from .acquisitions import Acquisition, signed
-from .grid import Grid
+from .grid import Grid, crs_string
 from .normalise import ItemError
 from .resample import Window, centres_in, fractional_pixels, sample, support
 from .serve.assets import gdal_http_env
@@ -138,7 +138,7 @@ def read_acquisition(acq: Acquisition, grids: tuple[Grid, ...], spec: ReadSpec) 
                 method = "nearest" if spec.mask_source == "scl" else spec.mask_resampling
             try:
                 with rasterio.open(signed(href, acq.sign)) as src:
-                    crs = src.crs.to_string() if src.crs else None
+                    crs = crs_string(src.crs) or None
                     if crs is None:
                         raise ValueError("no CRS")
                     if crs not in centres:

@@ -147,8 +147,10 @@ def estimate_shifts(vhr: np.ndarray, targets: np.ndarray, vhr_res: float, origin
     d = np.zeros((t, 2))  # dx, dy in metres
     a, w, coef = np.zeros((t, n_pix, 4)), np.zeros((t, n_pix)), np.full((t, 4), np.nan)
     diverged = np.zeros(t, bool)
-    active = np.ones(t, bool)  # frames still moving: converged ones leave the loop
     m = targets.reshape(t, -1)
+    # frames still moving: converged ones leave the loop; masked ones (too few pixels) never enter it
+    active = np.isfinite(m).sum(axis=1) >= MIN_PIXELS + len(sats) - 1
+    w[~active] = np.isfinite(m[~active])
     for _ in range(iterations):
         idx = np.flatnonzero(active)
         if not len(idx):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from .grid import Grid
+from .grid import Grid, crs_string
 from .paths import safe_component
 from .tile import Tile, centred_grid
 
@@ -113,7 +113,7 @@ def read_treesatai(root: str | Path, year: int | None = None) -> TreeSatSource:
             with rasterio.open(path) as src:
                 if src.crs is None:
                     raise ValueError("no CRS")
-                grid = Grid(src.crs.to_string(), src.transform, (src.height, src.width))
+                grid = Grid(crs_string(src.crs), src.transform, (src.height, src.width))
         except (rasterio.errors.RasterioError, ValueError) as error:
             problems.append((str(path), f"cannot read the aerial tif: {error}"))
             continue

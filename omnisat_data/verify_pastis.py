@@ -17,6 +17,7 @@ import numpy as np
 import rasterio
 
 from .build_pastis import SPOT_FOLDER
+from .grid import crs_string
 from .pastis_tree import Patch, read_pastis
 from .shift import estimate_shifts
 from .verify_treesatai import TileCheck
@@ -77,7 +78,7 @@ def check_patch(root: Path, patch: Patch, feature: dict, pair: str = "both") -> 
         image = src.read()
         if (src.count, src.height, src.width) != (3, 1280, 1280) or image.dtype != np.uint8:
             check.problems.append(f"{where}: {src.count} x {src.height} x {src.width} {image.dtype}, expected 3 x 1280 x 1280 uint8")
-        if src.crs is None or src.crs.to_string() != patch.vhr.crs or not np.allclose(list(src.transform)[:6], list(patch.vhr.transform)[:6], atol=1e-3):
+        if src.crs is None or crs_string(src.crs) != patch.vhr.crs or not np.allclose(list(src.transform)[:6], list(patch.vhr.transform)[:6], atol=1e-3):
             check.problems.append(f"{where}: georeferenced {src.crs} {tuple(src.transform)[:6]}, not on the patch grid "
                                   f"{patch.vhr.crs} {tuple(patch.vhr.transform)[:6]}")
             return check

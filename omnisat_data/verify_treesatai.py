@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import rasterio
 
-from .grid import Grid
+from .grid import Grid, crs_string
 from .shift import estimate_shifts
 from .tile import centred_grid
 from .treesatai_ts import S2_BANDS
@@ -181,7 +181,7 @@ def check_aerial(layout: Layout, name: str, problems: list[str]) -> tuple[np.nda
     try:
         with rasterio.open(path) as src:
             data = src.read()
-            grid = Grid(src.crs.to_string() if src.crs else "", src.transform, (src.height, src.width))
+            grid = Grid(crs_string(src.crs), src.transform, (src.height, src.width))
     except rasterio.errors.RasterioError as error:
         problems.append(f"{where}: cannot be read ({' '.join(str(error).split())})")
         return None, None
