@@ -236,3 +236,21 @@ def test_sentinel_refetch_needs_a_period(world, tmp_path):
     with pytest.raises(RecipeError, match="period: missing"):
         build_pastis(PastisConfig(world / "sources" / "PASTIS-R", dataclasses.replace(recipe, period=None), tmp_path,
                                   workers=0, sentinel=True))
+
+
+@pytest.mark.slow
+def test_dask_cluster_pastis_build_equals_local_build(refetched, world, tmp_path):
+    from distributed import LocalCluster
+
+    out, _ = refetched
+    recipe = load_recipe(ROOT / "recipes" / "pastis-hd-demo.toml").with_catalog(str(world / "stac" / "items.ndjson"))
+    recipe = dataclasses.replace(recipe, period=PRESETS["tiny"].pastis_span)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        report = build_pastis(PastisConfig(world / "sources" / "PASTIS-R", recipe, tmp_path / "dask", workers=0,
+                                           scheduler=cluster.scheduler_address, sentinel=True))
+    assert report.failed == {} and report.series_done == [10000]
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and p.name != "build-report.json"}
+    assert files(tmp_path / "dask") == files(out)

@@ -196,9 +196,11 @@ def gdal_http_env(header_bytes: int = 16384) -> dict[str, str]:
     `header_bytes` is what GDAL fetches at open (the TIFF header and tile index; 16 KB suits full-size
     Sentinel COGs, recipes may lower it for small files). Ranges are rounded up to 1 KB, not GDAL's
     16 KB, and no VSI_CACHE layer (it reads in 32 KB pages): on small blocks both tripled the bytes
-    served (benchmarks/build_treesatai.py). EMPTY_DIR also matters for correctness: without it GDAL
-    lists the parent "directory" on open, and with the asset server in the reader's own process that
-    listing can block (GIL) and hang.
+    served (benchmarks/build_treesatai.py). Read every /vsicurl/ URL of a process with these settings:
+    GDAL's curl cache outlives `rasterio.Env`, and a later read with another chunk size hung in the
+    tests (the test of small windows over /vsicurl/ after an in-process build). EMPTY_DIR also
+    matters for correctness: without it GDAL lists the parent "directory" on open, and with the asset
+    server in the reader's own process that listing can block (GIL) and hang.
     """
     return {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
