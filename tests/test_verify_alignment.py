@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from omnisat_data.shift import estimate_shifts
+from omnisat_data.shift import estimate_shifts, with_classes
 from omnisat_data.verify_alignment import VerifyConfig, verify
 from omnisat_data.verify_treesatai import Layout, check_tile
 
@@ -56,6 +56,34 @@ def test_estimator_recovers_known_shifts_gain_and_offset(fine, coarse_px, margin
     assert len(errors) >= (60 if coarse_px == 6 else 2)
     # 0.05 px = 0.5 m is the acceptance bound; analytic images do far better
     assert np.median(errors) < 0.05 and np.percentile(errors, 90) < (0.5 if coarse_px == 6 else 0.05)
+
+
+def test_per_class_spectral_maps_remove_the_bias_of_crops_that_changed_apart():
+    """A PASTIS-like patch: four parcels whose reflectance changed by different gains and offsets between the
+    VHR date and the Sentinel-2 date. One spectral map for the patch turns that into a shift; one per class
+    (the annotations) recovers the known shift."""
+    rng = np.random.default_rng(3)
+    n, block = 128, 10
+    x, y = np.meshgrid(np.arange(n * block) + 0.5, -(np.arange(n * block) + 0.5))
+    waves = _waves(rng, 8)
+    # four classes; edges on the 10 m lattice, so the 10 m annotation is exact (an edge 5 m off it, the
+    # worst case of a rasterised annotation, left 0.64 m in y here)
+    parcels = (x > 410).astype(int) + 2 * (y < -650).astype(int)
+    gain, offset = np.array([1.0, 0.4, 1.8, 0.7]), np.array([0.0, 6.0, -3.0, 2.0])
+    vhr = 0.3 * _field(x, y, waves) + 10 * parcels
+    dx, dy = 3.0, -2.0
+
+    def seen(shift_x, shift_y):  # the ground the Sentinel-2 pixel at (x, y) shows, on its own date
+        xs, ys = x - shift_x, y - shift_y
+        cls = (xs > 410).astype(int) + 2 * (ys < -650).astype(int)
+        return gain[cls] * (0.3 * _field(xs, ys, waves) + 10 * cls) + offset[cls]
+
+    target = seen(dx, dy).reshape(n, block, n, block).mean(axis=(1, 3))[None]
+    classes = parcels[5::block, 5::block]  # the annotation on the patch grid (class at each pixel centre)
+    single = estimate_shifts(vhr, target, 1.0, (0.0, 0.0), block)[0]
+    per_class = estimate_shifts(with_classes(vhr, classes, block), target, 1.0, (0.0, 0.0), block)[0]
+    assert np.hypot(single.dx - dx, single.dy - dy) > 0.5  # biased by more than 0.05 px
+    assert per_class.ok and np.hypot(per_class.dx - dx, per_class.dy - dy) < 0.05 and per_class.r2 > 0.99
 
 
 @pytest.fixture(scope="module")
