@@ -101,10 +101,39 @@ def with_classes(vhr: np.ndarray, classes: np.ndarray, block: int, min_pixels: i
     ids, counts = np.unique(classes, return_counts=True)
     small = ids[counts < min_pixels]
     classes = np.where(np.isin(classes, small), -1, classes)
-    fine = np.repeat(np.repeat(classes, block, axis=0), block, axis=1)[: vhr.shape[-2], : vhr.shape[-1]]
-    masks = [(fine == c).astype(np.float32) for c in np.unique(classes)]
     bands = vhr[None] if vhr.ndim == 2 else vhr
+    fine = fine_classes(bands, classes, block)
+    masks = [(fine == c).astype(np.float32) for c in np.unique(classes)]
     return np.stack([b * m for m in masks for b in bands] + masks)
+
+
+def fine_classes(bands: np.ndarray, classes: np.ndarray, block: int) -> np.ndarray:
+    """The coarse class map (h, w) brought to the VHR grid (H, W), its edges moved to where the VHR image
+    shows them: each VHR pixel takes, among the classes of its coarse pixel and the 8 around it, the one
+    whose mean spectrum (over pixels well inside that class) is nearest to its own. A rasterised
+    annotation puts edges on the coarse lattice, up to half a coarse pixel from the parcel's real edge."""
+    h, w = classes.shape
+    H, W = bands.shape[-2:]
+    up = lambda a: np.repeat(np.repeat(a, block, axis=0), block, axis=1)[:H, :W]
+    padded = np.pad(classes, 1, mode="edge")
+    around = np.stack([padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w] for dr in (-1, 0, 1) for dc in (-1, 0, 1)])
+    interior = up((around == classes).all(axis=0))
+    fine = up(classes)
+    ids = np.unique(classes)
+    means = np.zeros((len(ids), bands.shape[0]))
+    for k, c in enumerate(ids):
+        inside = interior & (fine == c)
+        pick = inside if inside.any() else fine == c
+        means[k] = bands[:, pick].mean(axis=1)
+    index = np.searchsorted(ids, around)  # (9, h, w) candidate classes as rows of `means`
+    best, best_d = fine.copy(), np.full((H, W), np.inf)
+    for cand in index:
+        c_up = up(cand)
+        d = ((bands - means[c_up].transpose(2, 0, 1)) ** 2).sum(axis=0)
+        better = d < best_d
+        best = np.where(better, ids[c_up], best)
+        best_d = np.where(better, d, best_d)
+    return best
 
 
 def _solve(a: np.ndarray, m: np.ndarray, w: np.ndarray) -> np.ndarray:

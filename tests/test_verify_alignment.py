@@ -66,16 +66,16 @@ def test_per_class_spectral_maps_remove_the_bias_of_crops_that_changed_apart():
     n, block = 128, 10
     x, y = np.meshgrid(np.arange(n * block) + 0.5, -(np.arange(n * block) + 0.5))
     waves = _waves(rng, 8)
-    # four classes; edges on the 10 m lattice, so the 10 m annotation is exact (an edge 5 m off it, the
-    # worst case of a rasterised annotation, left 0.64 m in y here)
-    parcels = (x > 410).astype(int) + 2 * (y < -650).astype(int)
+    # four classes; the y edge 5 m off the 10 m lattice, the worst case for the 10 m annotation (with the
+    # annotation's edges taken as they are, 0.64 m were left in y; moved to the VHR's edges, none)
+    parcels = (x > 410).astype(int) + 2 * (y < -655).astype(int)
     gain, offset = np.array([1.0, 0.4, 1.8, 0.7]), np.array([0.0, 6.0, -3.0, 2.0])
     vhr = 0.3 * _field(x, y, waves) + 10 * parcels
     dx, dy = 3.0, -2.0
 
     def seen(shift_x, shift_y):  # the ground the Sentinel-2 pixel at (x, y) shows, on its own date
         xs, ys = x - shift_x, y - shift_y
-        cls = (xs > 410).astype(int) + 2 * (ys < -650).astype(int)
+        cls = (xs > 410).astype(int) + 2 * (ys < -655).astype(int)
         return gain[cls] * (0.3 * _field(xs, ys, waves) + 10 * cls) + offset[cls]
 
     target = seen(dx, dy).reshape(n, block, n, block).mean(axis=(1, 3))[None]
