@@ -350,16 +350,14 @@ def build_pastis_command(
     from omnisat_data.build_pastis import PastisConfig, build_pastis, check_recipe
     from omnisat_data.executors import SchedulerError, check_scheduler
     from omnisat_data.pastis_tree import read_pastis
-    from omnisat_data.recipe import RecipeError, load_recipe
+    from omnisat_data.recipe import load_recipe
     from omnisat_data.treesatai_tree import SourceError
 
     try:
         loaded = load_recipe(recipe)
         if catalog:
             loaded = loaded.with_catalog(catalog)
-        check_recipe(loaded)
-        if sentinel and loaded.period is None:
-            raise RecipeError(f"{recipe}: period: missing: --sentinel searches the Sentinel series over it")
+        check_recipe(loaded, sentinel)
         read_pastis(source, require_dates=not sentinel)  # bad input fails here, before a progress bar is drawn
         if scheduler:
             check_scheduler(scheduler)

@@ -54,8 +54,8 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError("[vhr] missing: build grid fetches the VHR modality from it")
     if recipe.vhr.resampling != "average":
         raise RecipeError(f"[vhr].resampling {recipe.vhr.resampling!r}: VHR is put on the tile grid by area averaging (average)")
-    if recipe.format == "pastis-hd" and recipe.period is None:
-        raise RecipeError("period: missing: the PASTIS-HD Sentinel series are searched over it")
+    if recipe.format == "pastis-hd":
+        recipe.period_window()  # the PASTIS-HD Sentinel series are searched over it
 
 
 def own_tiles(cfg: GridConfig) -> OwnTiles:

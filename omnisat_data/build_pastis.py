@@ -39,7 +39,7 @@ from .recipe import Recipe, RecipeError
 from .resample import Window, area_average, transformer
 from .serve.assets import gdal_http_env
 from .scene_read import ReadSpec
-from .series_units import ReadTally, group_tiles, lonlat, read_batches, search_group, split_group
+from .series_units import ReadTally, group_tiles, lonlat, read_batches, search_groups, split_group
 from .tile import Tile
 from .treesatai_ts import S2_BANDS
 
@@ -47,7 +47,7 @@ SPOT_FOLDER = Path("DATA_SPOT") / "PASTIS_SPOT6_RVB_1M00_2019"
 VHR_YEAR = 2019  # the PASTIS-HD SPOT images are of 2019; the search window is that year
 REPORT = "build-report.json"
 MANIFEST = Path("stac")
-NORM_SERIES = {"S2": "DATA_S2", "S1A": "DATA_S1A", "S1D": "DATA_S1D"}
+NORM_SERIES = {prefix: folder for folder, prefix in FOLDERS.values()}  # "S2" -> "DATA_S2", ...
 
 
 def spot_path(out: Path, pid: int) -> Path:
@@ -143,7 +143,9 @@ def fold_statistics(root: Path, folder: str, prefix: str, folds: dict[int, list[
 
 # -- the build ------------------------------------------------------------------------------------------
 
-def check_recipe(recipe: Recipe) -> None:
+def check_recipe(recipe: Recipe, sentinel: bool = False) -> None:
+    if sentinel:
+        recipe.period_window()  # --sentinel searches over the recipe's period
     if recipe.format != "pastis-hd":
         raise RecipeError(f"recipe format is {recipe.format!r}; build pastis-r needs pastis-hd")
     if recipe.vhr is None:
@@ -274,26 +276,12 @@ def add_sentinel(tiles: list[Tile], s2_tiles: dict[str, str], recipe: Recipe, ou
     """DATA_S2, DATA_S1A, DATA_S1D of these patches from STAC, over `recipe.period` (the build engine:
     series_units.py). `s2_tiles`: patch name -> its Sentinel-2 tile (e.g. 32ULU): PASTIS series come
     from that tile only; patches absent from it take every Sentinel-2 scene."""
-    if recipe.period is None:
-        raise RecipeError("period: missing: the Sentinel series are searched over it (e.g. [\"2018-09-01\", \"2019-11-30\"])")
-    window = f"{recipe.period[0]}T00:00:00Z/{recipe.period[1]}T23:59:59Z"
+    window = recipe.period_window()
     groups = group_tiles(tiles, recipe.group_size_m, lambda t: (window, None))
     tally = ReadTally()
-    catalogs: dict[str, Catalog] = {}
-    for k, group in enumerate(groups):
-        try:
-            search_group(group, recipe, catalogs, tally)
-        except CatalogError as error:
-            group.failed = {i: f"search failed: {error}" for i in range(len(group.tiles))}
-        kept = []
-        for acq, members in group.units:
-            if acq.series == "s2":
-                members = [i for i in members if s2_tiles.get(group.tiles[i].name, "") in ("", s2_tile(acq.product))]
-            if members:
-                kept.append((acq, members))
-        group.units = kept
-        if progress:
-            progress("search", k + 1, len(groups))
+    # PASTIS series come from one Sentinel-2 tile: other tiles' scenes of the same day are left out
+    search_groups(groups, recipe, tally, progress,
+                  accept=lambda acq, t: acq.series != "s2" or s2_tiles.get(t.name, "") in ("", s2_tile(acq.product)))
 
     def finish(b) -> None:
         for i, tile in enumerate(b.tiles):
@@ -330,9 +318,7 @@ def with_dates(feature: dict, record: dict) -> dict:
 
 def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
     t0 = time.perf_counter()
-    check_recipe(cfg.recipe)
-    if cfg.sentinel and cfg.recipe.period is None:
-        raise RecipeError("period: missing: --sentinel searches the Sentinel series over it")
+    check_recipe(cfg.recipe, cfg.sentinel)
     report = PastisReport()
     source = read_pastis(cfg.source, require_dates=not cfg.sentinel)
     report.source_problems = dict(source.problems)

@@ -32,10 +32,11 @@ from shapely.geometry import mapping
 
 from .acquisitions import Acquisition
 from .atomic import place_copy, remove_stale_temporaries, write_json, write_text
-from .catalog.search import Catalog, CatalogError
+from .catalog.search import Catalog
 from .recipe import Recipe, RecipeError, series_year
 from .scene_read import ReadSpec, read_acquisition
-from .series_units import Group, Progress, ReadTally, group_tiles, lonlat, read_batches, search_group, split_group
+from .series_units import (Group, Progress, ReadTally, group_tiles, lonlat, read_batches, search_group, search_groups,
+                           split_group)
 from .tile import Tile
 from .treesatai_tree import LABELS, TreeSatSource, read_treesatai
 from .treesatai_ts import S2_BANDS, SERIES, Series, assemble, tile_files, write_tile
@@ -292,16 +293,8 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
     remove_stale_temporaries(cfg.out)
     source, tiles, groups = plan_build(cfg, report, source)
 
-    catalogs: dict[str, Catalog] = {}
     tally = ReadTally()
-    for k, group in enumerate(groups):
-        try:
-            search_group(group, cfg.recipe, catalogs, tally)
-        except CatalogError as error:
-            group.failed = {i: f"search failed: {error}" for i in range(len(group.tiles))}
-        if progress:
-            progress("search", k + 1, len(groups))
-
+    search_groups(groups, cfg.recipe, tally, progress)
     batches = [b for g in groups for b in split_group(g, cfg.batch_tiles)]
     specs = {name: read_spec(cfg.recipe, name) for name in SERIES}
     read_batches(batches, run_unit, specs, cfg.workers, cfg.scheduler, tally,

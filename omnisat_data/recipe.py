@@ -67,6 +67,13 @@ class Recipe:
     def time_window(self, year: int) -> str:
         return time_window(year, self.first_year)
 
+    def period_window(self) -> str:
+        """`period` as a STAC datetime interval (the PASTIS-HD series); RecipeError when it is missing."""
+        if self.period is None:
+            raise RecipeError(f"{self.path or 'recipe'}: period: missing: the Sentinel series are searched over it "
+                              '(e.g. period = ["2018-09-01", "2019-11-30"])')
+        return f"{self.period[0]}T00:00:00Z/{self.period[1]}T23:59:59Z"
+
     def with_catalog(self, catalog: str) -> Recipe:
         """Every modality from one catalog (the CLI's --catalog)."""
         replace = dataclasses.replace

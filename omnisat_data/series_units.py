@@ -2,7 +2,7 @@
 
 Every build (TreeSatAI-TS, PASTIS-HD, own areas) runs the same steps here:
   1. `group_tiles`: tiles grouped by time window, CRS and a cell of `recipe.group_size_m`;
-  2. `search_group`: one search per group and modality; each usable acquisition keeps the tiles
+  2. `search_groups`: one search per group and modality; each usable acquisition keeps the tiles
      its footprint covers;
   3. `split_group`: a group's tiles in batches (what is held in memory until written);
   4. `read_batches`: one unit of work per (acquisition, batch), run in a pool of worker processes or
@@ -22,7 +22,7 @@ import shapely
 from shapely.geometry import box, shape
 
 from .acquisitions import Acquisition, s1_acquisition, s2_acquisition
-from .catalog.search import Catalog, Search, open_catalog
+from .catalog.search import Catalog, CatalogError, Search, open_catalog
 from .executors import executor
 from .normalise import ItemError
 from .recipe import Recipe
@@ -71,8 +71,10 @@ def group_tiles(tiles: list[Tile], group_size_m: float, window: Callable[[Tile],
     return [Group(key[0], members, key[1]) for key, members in sorted(cells.items())]
 
 
-def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], tally: ReadTally) -> None:
-    """Fill `group.units`: each usable acquisition with the group's tiles its footprint covers."""
+def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], tally: ReadTally,
+                 accept: Callable[[Acquisition, Tile], bool] | None = None) -> None:
+    """Fill `group.units`: each usable acquisition with the group's tiles its footprint covers (and
+    `accept(acquisition, tile)` allows, when given)."""
     footprints = [lonlat(t) for t in group.tiles]
     west, south, east, north = np.array([f.bounds for f in footprints]).T
     bbox = (float(west.min()), float(south.min()), float(east.max()), float(north.max()))
@@ -87,9 +89,23 @@ def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], tal
                 tally.refused_items[item.id] = str(error)
                 continue
             covered = shape(item.geometry) if item.geometry else box(*bbox)
-            members = [i for i, f in enumerate(footprints) if covered.intersects(f)]
+            members = [i for i, f in enumerate(footprints)
+                       if covered.intersects(f) and (accept is None or accept(acq, group.tiles[i]))]
             if members:
                 group.units.append((acq, members))
+
+
+def search_groups(groups: list[Group], recipe: Recipe, tally: ReadTally, progress: Progress | None = None,
+                  accept: Callable[[Acquisition, Tile], bool] | None = None) -> None:
+    """`search_group` for every group; a group whose search fails fails its tiles, the others go on."""
+    catalogs: dict[str, Catalog] = {}
+    for k, group in enumerate(groups):
+        try:
+            search_group(group, recipe, catalogs, tally, accept)
+        except CatalogError as error:
+            group.failed = {i: f"search failed: {error}" for i in range(len(group.tiles))}
+        if progress:
+            progress("search", k + 1, len(groups))
 
 
 def split_group(group: Group, size: int) -> list[Group]:
