@@ -315,14 +315,14 @@ def verify_alignment_command(
 
 
 def _demo_training(folder: Path, dataset: Path) -> None:
-    """A few CPU epochs of the small model (recipes/train-demo.toml): pretrain, then fine-tune and test."""
+    """The small model on CPU (recipes/train-demo.toml): pretrain, then fine-tune and test."""
     from omnisat_model.train import TrainError, load_config, train
 
     recipe = Path(__file__).resolve().parent.parent / "recipes" / "train-demo.toml"
     runs = folder / "runs"
     try:
-        for task, extra in (("pretrain", {}), ("finetune", {"init": runs / "pretrain" / "last.pt", "epochs": 12})):
-            cfg = load_config(task, recipe, data=dataset, out=runs / task, resume=True, **extra)
+        for task, extra in (("pretrain", {}), ("finetune", {"init": runs / "pretrain" / "last.pt"})):
+            cfg = load_config(task, recipe, data=dataset, out=runs / task, resume=True, cache=folder / "packed", **extra)
             with _progress() as bar:
                 job = bar.add_task(f"{task} (small OmniSat, CPU)", total=cfg.epochs)
                 result = train(cfg, progress=lambda done, total, record: bar.update(job, completed=done))

@@ -88,11 +88,11 @@ def _train(task: str, config: Path | None, overrides: dict) -> None:
 def _options(data: Path | None, out: Path | None, modalities: str | None, model: str | None, init: Path | None,
              epochs: int | None, batch_size: int | None, lr: float | None, precision: str | None, compile_: bool | None,
              grad_clip: float | None, accumulate: int | None, seed: int | None, workers: int | None, resume: bool | None,
-             device: str | None, label_fraction: float | None, cache: Path | None) -> dict:
+             device: str | None, label_fraction: float | None, cache: Path | None, normalize: bool | None) -> dict:
     return dict(data=data, out=out, modalities=tuple(modalities.split(",")) if modalities else None, model=model,
                 init=init, epochs=epochs, batch_size=batch_size, lr=lr, precision=precision, compile=compile_,
                 grad_clip=grad_clip, accumulate=accumulate, seed=seed, workers=workers, resume=resume, device=device,
-                label_fraction=label_fraction, cache=cache)
+                label_fraction=label_fraction, cache=cache, normalize=normalize)
 
 
 def _command(task: str):
@@ -117,9 +117,12 @@ def _command(task: str):
         label_fraction: float = typer.Option(None, help="Keep this multi-label-stratified fraction of the "
                                                          "training labels (finetune, probe), e.g. 0.1."),
         cache: Path = typer.Option(None, help="Folder for packed memory-mapped splits (built on first use)."),
+        normalize: bool = typer.Option(None, "--normalize/--raw", help="Standardise the series with the dataset's "
+                                                                         "statistics (default: raw, as the reference)."),
     ) -> None:
         _train(task, config, _options(data, out, modalities, model, init, epochs, batch_size, lr, precision, compile_,
-                                      grad_clip, accumulate, seed, workers, resume, device, label_fraction, cache))
+                                      grad_clip, accumulate, seed, workers, resume, device, label_fraction, cache,
+                                      normalize))
 
     command.__doc__ = {"pretrain": "Self-supervised pretraining (masked reconstruction + contrastive).",
                        "finetune": "Fine-tune encoder and linear head on the genus labels.",

@@ -4,7 +4,9 @@ A sample: "aerial" (3, 1280, 1280) float32 SPOT R, G, B (no crop: the reference 
 transform); "s2" (T, 10, 128, 128) float32 reflectance x 10000; "s1-asc", "s1-des" (T, 3, 128, 128)
 float32 dB (VV, VH, VV - VH); "<series>_dates" days since 2018-09-01 (0-based) from metadata.geojson;
 "label" (18,) float32: the classes present in TARGET channel 0 without background (0) and void (19).
-Splits are folds: train 1-3, val 4, test 5 (the reference's), or any mapping given.
+Splits are folds: train 1-3, val 4, test 5 (the reference's), or any mapping given. Values are raw,
+as the reference feeds them; `normalize=True` standardises each series channel with the
+`NORM_<SAT>_patch.json` statistics averaged over the training folds (as the PASTIS loaders do).
 """
 
 from __future__ import annotations
@@ -43,6 +45,28 @@ def presence(target: np.ndarray) -> np.ndarray:
     return out
 
 
+NORM_FILES = {"s2": "NORM_S2_patch.json", "s1-asc": "NORM_S1A_patch.json", "s1-des": "NORM_S1D_patch.json"}
+
+
+def norm_statistics(root: Path, modalities: tuple[str, ...], folds: tuple[int, ...]) -> dict:
+    """Per-channel (mean, std) of each series: the NORM files' per-fold values averaged over `folds`."""
+    out = {}
+    for m in modalities:
+        if m == "aerial":
+            continue
+        path = Path(root) / NORM_FILES[m]
+        if not path.is_file():
+            raise DataError(f"{path}: not found (normalize needs the NORM files of a PASTIS tree)")
+        table = json.loads(path.read_text())
+        missing = [f"Fold_{k}" for k in folds if f"Fold_{k}" not in table]
+        if missing:
+            raise DataError(f"{path}: no statistics for {', '.join(missing)}")
+        mean = np.mean([table[f"Fold_{k}"]["mean"] for k in folds], axis=0).astype(np.float32)
+        std = np.mean([table[f"Fold_{k}"]["std"] for k in folds], axis=0).astype(np.float32)
+        out[m] = (mean.reshape(-1, 1, 1), np.maximum(std, 1e-6).reshape(-1, 1, 1))
+    return out
+
+
 def _dates(value) -> list[int]:
     if isinstance(value, str):
         value = json.loads(value)
@@ -51,7 +75,8 @@ def _dates(value) -> list[int]:
 
 class PastisHD(torch.utils.data.Dataset):
     def __init__(self, root: str | Path, split: str, modalities: tuple[str, ...], train: bool = False,
-                 max_dates: int = 50, reference: bool = False, seed: int = 0, folds: dict | None = None):
+                 max_dates: int = 50, reference: bool = False, seed: int = 0, folds: dict | None = None,
+                 normalize: bool = False):
         self.root = Path(root)
         meta = self.root / "metadata.geojson"
         if not meta.is_file():
@@ -63,6 +88,7 @@ class PastisHD(torch.utils.data.Dataset):
         self.features = [f["properties"] for f in json.loads(meta.read_text())["features"]
                          if int(f["properties"].get("Fold", 0)) in wanted]
         self.modalities = tuple(modalities)
+        self.statistics = norm_statistics(self.root, self.modalities, (folds or FOLDS)["train"]) if normalize else {}
         for props in self.features[:1]:  # missing modality files fail before training
             pid = props["ID_PATCH"]
             for m in self.modalities:
@@ -105,6 +131,10 @@ class PastisHD(torch.utils.data.Dataset):
             if len(dates) != len(data):
                 raise DataError(f"{self.root / folder / f'{prefix}_{pid}.npy'}: {len(data)} frames, {prop} lists {len(dates)}")
             keep = self._keep(len(data), rng)
-            out[m] = torch.from_numpy(data[keep].astype(np.float32))
+            values = data[keep].astype(np.float32)
+            if m in self.statistics:
+                mean, std = self.statistics[m]
+                values = (values - mean) / std
+            out[m] = torch.from_numpy(values)
             out[f"{m}_dates"] = torch.from_numpy(dates[keep])
         return out

@@ -5,6 +5,10 @@ A sample is a dict: "aerial" (4, 300, 300) float32 raw DN; per series "s2" (T, 1
 names); "label" (15,) float32 multi-hot (genus fraction > 0.07); "name". Tiles without any genus
 above the threshold are dropped, in every split, as the reference does.
 
+Values are raw, as the reference feeds them; `normalize=True` standardises each series channel with
+the per-band mean and std the build wrote into the STAC manifest (the aerial image stays raw: a
+BatchNorm follows its first convolution).
+
 Evaluation is deterministic by default (centre 300 px crop, the first `max_dates` dates in time
 order when a series is longer, evenly spaced); `reference=True` gives the reference behaviour
 (random crop even at test time, a random unsorted subset of 50 dates).
@@ -129,6 +133,24 @@ def check_modalities(root: Path, modalities: tuple[str, ...], samples: list[Tree
                     raise DataError(f"{h5}: no {SERIES_H5[m]}-data (modality {m})")
 
 
+def manifest_statistics(root: Path, modalities: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-channel (mean, std) of each series from `stac/collection.json` (written by `omnisat-data build`)."""
+    path = Path(root) / "stac" / "collection.json"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; normalize needs the STAC manifest an omnisat-data build writes")
+    stats = json.loads(path.read_text()).get("summaries", {}).get("omnisat:band_statistics", {})
+    out = {}
+    for m in modalities:
+        if m == "aerial":
+            continue
+        entry = stats.get(f"{SERIES_H5[m]}-data")
+        if entry is None:
+            raise DataError(f"{path}: no band statistics for {SERIES_H5[m]}-data (modality {m})")
+        mean, std = np.asarray(entry["mean"], np.float32), np.asarray(entry["std"], np.float32)
+        out[m] = (mean.reshape(-1, 1, 1), np.maximum(std, 1e-6).reshape(-1, 1, 1))
+    return out
+
+
 def _fill_nan(data: np.ndarray) -> np.ndarray:
     """NaN -> the frame's per-channel spatial mean (OmniSat's preprocessing), 0 if a channel is all NaN."""
     if not np.isnan(data).any():
@@ -142,7 +164,7 @@ def _fill_nan(data: np.ndarray) -> np.ndarray:
 class TreeSatTS(torch.utils.data.Dataset):
     def __init__(self, root: str | Path, split: str, modalities: tuple[str, ...], train: bool = False,
                  max_dates: int = 50, reference: bool = False, seed: int = 0, label_fraction: float = 1.0,
-                 cache: str | Path | None = None):
+                 cache: str | Path | None = None, normalize: bool = False):
         self.root = Path(root)
         self.samples = read_split(self.root, split)
         check_modalities(self.root, modalities, self.samples)
@@ -156,6 +178,7 @@ class TreeSatTS(torch.utils.data.Dataset):
             keep = label_subset(np.stack([s.label for s in self.samples]), label_fraction, seed)
             self.samples = [self.samples[i] for i in keep]
         self.modalities = tuple(modalities)
+        self.statistics = manifest_statistics(self.root, self.modalities) if normalize else {}
         self.train = train
         self.max_dates = max_dates
         self.reference = reference
@@ -197,7 +220,11 @@ class TreeSatTS(torch.utils.data.Dataset):
             out["aerial"] = torch.from_numpy(image[:, r : r + CROP, c : c + CROP].astype(np.float32))
         for m, (data, dates) in series.items():
             keep = self._dates(len(dates), rng)
-            out[m] = torch.from_numpy(_fill_nan(data[keep]))
+            values = _fill_nan(data[keep])
+            if m in self.statistics:
+                mean, std = self.statistics[m]
+                values = ((values - mean) / std).astype(np.float32)
+            out[m] = torch.from_numpy(values)
             out[f"{m}_dates"] = torch.from_numpy(dates[keep].astype(np.int64))
         return out
 

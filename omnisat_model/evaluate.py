@@ -41,9 +41,11 @@ def _loader(root: Path, split: str, config, train_config: dict, batch_size: int)
             from .data_pastis import PastisHD
 
             folds = {k: tuple(v) for k, v in train_config["folds"].items()} if train_config.get("folds") else None
-            ds = PastisHD(root, split, config.modalities, max_dates=train_config.get("max_dates", 50), folds=folds)
+            ds = PastisHD(root, split, config.modalities, max_dates=train_config.get("max_dates", 50), folds=folds,
+                          normalize=train_config.get("normalize", False))
         else:
-            ds = TreeSatTS(root, split, config.modalities, train=False, max_dates=train_config.get("max_dates", 50))
+            ds = TreeSatTS(root, split, config.modalities, train=False, max_dates=train_config.get("max_dates", 50),
+                           normalize=train_config.get("normalize", False))
     except DataError as error:
         raise TrainError(str(error)) from None
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)

@@ -66,6 +66,7 @@ class TrainConfig:
     accumulate: int = 1  # gradient accumulation steps per optimizer step
     max_dates: int = 50
     reference_transforms: bool = False  # random crop and unsorted date subsets at evaluation too
+    normalize: bool = False  # standardise series channels with the dataset's statistics (the reference: raw)
     seed: int = 32
     workers: int = 0  # DataLoader worker processes per training process
     resume: bool = False
@@ -101,15 +102,20 @@ class TrainConfig:
 
 
 def load_config(task: str, toml_file: Path | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then a TOML file's [train] table, then explicit overrides (None = not given)."""
+    """Defaults, then a TOML file's [train] table, then its table for this task ([pretrain], [finetune] or
+    [probe]: what differs between the runs of one recipe), then explicit overrides (None = not given)."""
     values: dict[str, Any] = {"task": task}
     if toml_file is not None:
         try:
-            table = tomllib.loads(Path(toml_file).read_text()).get("train", {})
+            document = tomllib.loads(Path(toml_file).read_text())
         except FileNotFoundError:
             raise TrainError(f"{toml_file}: no such config") from None
         except tomllib.TOMLDecodeError as error:
             raise TrainError(f"{toml_file}: not valid TOML ({error})") from None
+        unknown = sorted(set(document) - {"train", *TASKS})
+        if unknown:
+            raise TrainError(f"{toml_file}: unknown table {unknown[0]!r} (tables: train, {', '.join(TASKS)})")
+        table = {**document.get("train", {}), **document.get(task, {})}
         for key in ("data", "out", "init", "cache"):  # paths in a config file are relative to it
             if isinstance(table.get(key), str) and not Path(table[key]).is_absolute():
                 table[key] = str((Path(toml_file).parent / table[key]).resolve())
@@ -231,10 +237,11 @@ def loaders(cfg: TrainConfig, rt: Runtime) -> dict[str, tuple[TreeSatTS, torch.u
 
             folds = {k: tuple(v) for k, v in cfg.folds.items()} if cfg.folds else None
             ds = PastisHD(cfg.data, split, cfg.modalities, train=split == "train", max_dates=cfg.max_dates,
-                          reference=cfg.reference_transforms, seed=cfg.seed, folds=folds)
+                          reference=cfg.reference_transforms, seed=cfg.seed, folds=folds, normalize=cfg.normalize)
         else:
             ds = TreeSatTS(cfg.data, split, cfg.modalities, train=split == "train", max_dates=cfg.max_dates,
-                           reference=cfg.reference_transforms, seed=cfg.seed, label_fraction=fraction, cache=cfg.cache)
+                           reference=cfg.reference_transforms, seed=cfg.seed, label_fraction=fraction, cache=cfg.cache,
+                           normalize=cfg.normalize)
         if cfg.cache is not None and rt.world > 1 and rt.main:
             dist.barrier()
         if not len(ds):

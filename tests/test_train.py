@@ -213,3 +213,53 @@ def test_pastis_hd_samples_and_a_training_epoch(world, tmp_path):
 
     again = evaluate(tmp_path / "run" / "best.pt", "test")
     assert again["classes"] == list(CLASSES) and again["f1_per_class"] == result["test"]["f1_per_class"]
+
+
+def test_normalize_standardises_series_with_the_manifest_statistics(built, tmp_path):
+    out, _ = built
+    stats = json.loads((out / "stac" / "collection.json").read_text())["summaries"]["omnisat:band_statistics"]
+    raw = TreeSatTS(out, "test", ("aerial", "s2", "s1-asc"), max_dates=6)
+    norm = TreeSatTS(out, "test", ("aerial", "s2", "s1-asc"), max_dates=6, normalize=True)
+    a, b = raw[0], norm[0]
+    assert torch.equal(a["aerial"], b["aerial"]) and torch.equal(a["s2_dates"], b["s2_dates"])  # the image stays raw
+    for m, key in (("s2", "sen-2-data"), ("s1-asc", "sen-1-asc-data")):
+        mean = np.array(stats[key]["mean"], np.float32)[:, None, None]
+        std = np.array(stats[key]["std"], np.float32)[:, None, None]
+        np.testing.assert_allclose(b[m].numpy(), (a[m].numpy() - mean) / std, rtol=1e-5, atol=1e-5)
+    # over the whole split the standardised S2 bands are centred and of unit spread (the stats cover every tile)
+    s2 = np.concatenate([norm[i]["s2"].numpy() for i in range(len(norm))])
+    assert np.abs(s2.mean(axis=(0, 2, 3))).max() < 1.0 and 0.2 < s2.std(axis=(0, 2, 3)).min()
+    bare = tmp_path / "bare"
+    shutil.copytree(out, bare, ignore=shutil.ignore_patterns("stac"))
+    from omnisat_model.data_treesatai import DataError
+
+    with pytest.raises(DataError, match=r"stac/collection.json: not found; normalize needs"):
+        TreeSatTS(bare, "test", ("s2",), normalize=True)
+
+
+def test_pastis_normalize_averages_the_training_folds(tmp_path):
+    from omnisat_model.data_pastis import DataError, norm_statistics
+
+    table = {f"Fold_{k}": {"mean": [float(k), 10.0 * k, 0.5], "std": [1.0 * k, 2.0, 3.0]} for k in range(1, 6)}
+    (tmp_path / "NORM_S1A_patch.json").write_text(json.dumps(table))
+    mean, std = norm_statistics(tmp_path, ("aerial", "s1-asc"), (1, 2, 3))["s1-asc"]
+    assert mean.ravel().tolist() == [2.0, 20.0, 0.5] and std.ravel().tolist() == [2.0, 2.0, 3.0]
+    with pytest.raises(DataError, match="NORM_S2_patch.json: not found"):
+        norm_statistics(tmp_path, ("s2",), (1,))
+    with pytest.raises(DataError, match="no statistics for Fold_6"):
+        norm_statistics(tmp_path, ("s1-asc",), (5, 6))
+
+
+def test_recipe_tables_per_task(tmp_path):
+    from omnisat_model.train import TrainError, load_config
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[train]\ndata = "d"\nout = "o"\nbatch_size = 8\nepochs = 5\n\n[finetune]\nepochs = 40\n'
+                      'plateau_patience = 3\n')
+    pre, ft = load_config("pretrain", recipe), load_config("finetune", recipe, batch_size=4)
+    assert (pre.epochs, pre.plateau_patience, pre.batch_size) == (5, 10, 8)
+    assert (ft.epochs, ft.plateau_patience, ft.batch_size) == (40, 3, 4)  # the command line still wins
+    assert ft.data == (tmp_path / "d").resolve()
+    recipe.write_text('[train]\ndata = "d"\nout = "o"\n\n[finetun]\nepochs = 40\n')
+    with pytest.raises(TrainError, match="unknown table 'finetun'"):
+        load_config("finetune", recipe)

@@ -47,9 +47,10 @@ class WorldConfig:
     s1_duplicate_every: int = 5  # every n-th descending pass is delivered as two overlapping slices
     s1_margin: float = 60.0
     # Aerial (TreeSatAI-like): square sheets of 0.2 m CIR imagery in the forest strip
-    aerial_sheets: int = 3
-    aerial_sheet_size: float = 300.0
-    tiles_per_sheet: int = 16
+    # 384 tiles: enough for every one of the 15 genera to appear in the test split many times.
+    aerial_sheets: int = 6
+    aerial_sheet_size: float = 576.0
+    tiles_per_sheet: int = 64
     # PASTIS-like patches of 1280 m: rows x cols in the crop area; SPOT-like 1 m imagery over them
     pastis_patches: tuple[int, int] = (2, 2)
     # Geolocation errors (metres) injected into a fraction of scenes, recorded in truth.json

@@ -19,7 +19,7 @@ from numba import njit
 from .config import WorldConfig
 from .legend import CLOUD, LEGEND, SNOW, backscatter_at, class_indices, spectra_at, vegetation_cover_at
 
-FOREST_CELL = 45.0  # metres between forest-stand seeds
+FOREST_CELL = 60.0  # metres between forest-stand seeds (stands a little larger than a 60 m tile)
 CROP_CELL = 170.0  # metres between parcel seeds
 _N_CLASSES = len(LEGEND)
 

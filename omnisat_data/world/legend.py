@@ -58,14 +58,24 @@ class LandCover:
 
 
 LEGEND: tuple[LandCover, ...] = (
-    # Forest strip: genera with distinct spectra and phenology (evergreen vs deciduous).
-    LandCover("spruce", "forest", "Picea", 0, 3, 0.24, 0.35, 0.22, 0.85, 0.90, 110, 300, (0.06, 0.12), (0.02, 0.035)),
-    LandCover("pine", "forest", "Pinus", 0, 2, 0.28, 0.55, 0.32, 0.75, 0.80, 110, 300, (0.06, 0.11), (0.02, 0.03)),
-    LandCover("beech", "forest", "Fagus", 0, 3, 0.44, 0.50, 0.40, 0.30, 0.95, 115, 295, (0.05, 0.13), (0.012, 0.04)),
-    LandCover("oak", "forest", "Quercus", 0, 2, 0.36, 0.65, 0.45, 0.35, 0.90, 135, 285, (0.05, 0.12), (0.012, 0.036)),
+    # Forest strip: all 15 TreeSatAI genera, each with its own spectrum, phenology and backscatter
+    # (evergreen conifers keep their cover in winter; deciduous genera differ in leaf-out, leaf fall
+    # and brightness), in equal shares so that every genus is learnable from a few hundred tiles.
+    LandCover("spruce", "forest", "Picea", 0, 1, 0.24, 0.35, 0.22, 0.85, 0.90, 110, 300, (0.06, 0.12), (0.02, 0.035)),
+    LandCover("pine", "forest", "Pinus", 0, 1, 0.28, 0.55, 0.32, 0.75, 0.80, 110, 300, (0.06, 0.11), (0.02, 0.03)),
+    LandCover("beech", "forest", "Fagus", 0, 1, 0.44, 0.50, 0.40, 0.30, 0.95, 115, 295, (0.05, 0.13), (0.012, 0.04)),
+    LandCover("oak", "forest", "Quercus", 0, 1, 0.36, 0.60, 0.55, 0.35, 0.90, 142, 300, (0.05, 0.12), (0.012, 0.036)),
     LandCover("birch", "forest", "Betula", 0, 1, 0.40, 0.80, 0.50, 0.25, 0.85, 105, 270, (0.05, 0.10), (0.012, 0.03)),
-    LandCover("larch", "forest", "Larix", 0, 1, 0.32, 0.70, 0.36, 0.20, 0.85, 125, 290, (0.05, 0.11), (0.012, 0.032)),
+    LandCover("larch", "forest", "Larix", 0, 1, 0.32, 0.78, 0.36, 0.15, 0.85, 118, 280, (0.05, 0.11), (0.012, 0.032)),
     LandCover("clearing", "forest", "Cleared", 0, 1, 0.30, 1.00, 0.70, 0.30, 0.60, 100, 260, (0.04, 0.07), (0.008, 0.018)),
+    LandCover("fir", "forest", "Abies", 0, 1, 0.30, 0.28, 0.18, 0.90, 0.93, 105, 305, (0.07, 0.13), (0.022, 0.038)),
+    LandCover("douglas fir", "forest", "Pseudotsuga", 0, 1, 0.42, 0.58, 0.30, 0.55, 0.92, 125, 290, (0.065, 0.10), (0.018, 0.028)),
+    LandCover("maple", "forest", "Acer", 0, 1, 0.54, 0.48, 0.34, 0.25, 0.95, 108, 275, (0.045, 0.12), (0.010, 0.038)),
+    LandCover("alder", "forest", "Alnus", 0, 1, 0.42, 0.95, 0.46, 0.35, 0.88, 95, 310, (0.055, 0.09), (0.014, 0.026)),
+    LandCover("ash", "forest", "Fraxinus", 0, 1, 0.34, 0.55, 0.55, 0.20, 0.88, 150, 270, (0.05, 0.14), (0.012, 0.042)),
+    LandCover("poplar", "forest", "Populus", 0, 1, 0.52, 0.90, 0.60, 0.15, 0.92, 100, 260, (0.04, 0.13), (0.008, 0.044)),
+    LandCover("cherry", "forest", "Prunus", 0, 1, 0.30, 0.85, 0.42, 0.30, 0.78, 88, 275, (0.045, 0.09), (0.010, 0.024)),
+    LandCover("lime", "forest", "Tilia", 0, 1, 0.47, 0.82, 0.28, 0.30, 0.93, 138, 312, (0.05, 0.115), (0.012, 0.034)),
     # Agricultural area: PASTIS crop classes and non-agricultural background.
     LandCover("background", "crop", None, 0, 2, 0.25, 1.20, 0.80, 0.20, 0.35, 100, 280, (0.08, 0.10), (0.010, 0.015)),
     LandCover("meadow", "crop", None, 1, 3, 0.38, 0.90, 0.55, 0.55, 0.85, 90, 300, (0.03, 0.06), (0.006, 0.015)),
@@ -85,9 +95,11 @@ PASTIS_CLASSES = ("Background", "Meadow", "Soft winter wheat", "Corn", "Winter b
                   "Mixed cereal", "Sorghum", "Void label")
 
 # TreeSatAI file names start with the species of the stand; one species per genus in the world.
-SPECIES_OF_GENUS = {"Picea": "Picea_abies", "Pinus": "Pinus_sylvestris", "Fagus": "Fagus_sylvatica",
-                    "Quercus": "Quercus_robur", "Betula": "Betula_spec.", "Larix": "Larix_decidua",
-                    "Cleared": "Cleared"}
+SPECIES_OF_GENUS = {"Abies": "Abies_alba", "Acer": "Acer_pseudoplatanus", "Alnus": "Alnus_spec.",
+                    "Betula": "Betula_spec.", "Cleared": "Cleared", "Fagus": "Fagus_sylvatica",
+                    "Fraxinus": "Fraxinus_excelsior", "Larix": "Larix_decidua", "Picea": "Picea_abies",
+                    "Pinus": "Pinus_sylvestris", "Populus": "Populus_spec.", "Prunus": "Prunus_spec.",
+                    "Pseudotsuga": "Pseudotsuga_menziesii", "Quercus": "Quercus_robur", "Tilia": "Tilia_spec."}
 
 
 def class_indices(region: str) -> np.ndarray:

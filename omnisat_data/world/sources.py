@@ -97,7 +97,7 @@ def write_treesatai(root: Path, field: Field, tiles: list[TreeSatTile], labels: 
     write_json(root / "labels" / "TreeSatBA_v9_60m_multi_labels.json", labels)
     names = [t.name + ".tif" for t in tiles]
     order = np.random.default_rng(0).permutation(len(names))
-    n_test = max(2, len(names) // 10)
+    n_test = max(2, len(names) // 5)  # 20 %: every genus needs support in a small test split
     test = sorted(names[i] for i in order[:n_test])
     train = sorted(names[i] for i in order[n_test:])
     (root / "train_filenames.lst").write_text("\n".join(train) + "\n")
