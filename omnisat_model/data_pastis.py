@@ -19,7 +19,7 @@ import numpy as np
 import rasterio
 import torch
 
-from .data_treesatai import DataError
+from .data_treesatai import DataError, channel_statistics, standardise
 
 CLASSES = ("Meadow", "Soft winter wheat", "Corn", "Winter barley", "Winter rapeseed", "Spring barley", "Sunflower",
            "Grapevine", "Beet", "Winter triticale", "Winter durum wheat", "Fruits, vegetables, flowers", "Potatoes",
@@ -61,9 +61,8 @@ def norm_statistics(root: Path, modalities: tuple[str, ...], folds: tuple[int, .
         missing = [f"Fold_{k}" for k in folds if f"Fold_{k}" not in table]
         if missing:
             raise DataError(f"{path}: no statistics for {', '.join(missing)}")
-        mean = np.mean([table[f"Fold_{k}"]["mean"] for k in folds], axis=0).astype(np.float32)
-        std = np.mean([table[f"Fold_{k}"]["std"] for k in folds], axis=0).astype(np.float32)
-        out[m] = (mean.reshape(-1, 1, 1), np.maximum(std, 1e-6).reshape(-1, 1, 1))
+        out[m] = channel_statistics(np.mean([table[f"Fold_{k}"]["mean"] for k in folds], axis=0),
+                                    np.mean([table[f"Fold_{k}"]["std"] for k in folds], axis=0))
     return out
 
 
@@ -131,10 +130,6 @@ class PastisHD(torch.utils.data.Dataset):
             if len(dates) != len(data):
                 raise DataError(f"{self.root / folder / f'{prefix}_{pid}.npy'}: {len(data)} frames, {prop} lists {len(dates)}")
             keep = self._keep(len(data), rng)
-            values = data[keep].astype(np.float32)
-            if m in self.statistics:
-                mean, std = self.statistics[m]
-                values = (values - mean) / std
-            out[m] = torch.from_numpy(values)
+            out[m] = torch.from_numpy(standardise(data[keep].astype(np.float32), self.statistics.get(m)))
             out[f"{m}_dates"] = torch.from_numpy(dates[keep])
         return out

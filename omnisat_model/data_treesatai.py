@@ -133,6 +133,20 @@ def check_modalities(root: Path, modalities: tuple[str, ...], samples: list[Tree
                     raise DataError(f"{h5}: no {SERIES_H5[m]}-data (modality {m})")
 
 
+def channel_statistics(mean, std) -> tuple[np.ndarray, np.ndarray]:
+    """(C,) mean and std as (C, 1, 1) float32 arrays that broadcast over (T, C, H, W); std floored."""
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    return mean.reshape(-1, 1, 1), np.maximum(std, 1e-6).reshape(-1, 1, 1)
+
+
+def standardise(values: np.ndarray, statistics: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """(T, C, H, W) float32 values minus the channel means, over the channel stds (unchanged when None)."""
+    if statistics is None:
+        return values
+    mean, std = statistics
+    return ((values - mean) / std).astype(np.float32)
+
+
 def manifest_statistics(root: Path, modalities: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-channel (mean, std) of each series from `stac/collection.json` (written by `omnisat-data build`)."""
     path = Path(root) / "stac" / "collection.json"
@@ -146,8 +160,7 @@ def manifest_statistics(root: Path, modalities: tuple[str, ...]) -> dict[str, tu
         entry = stats.get(f"{SERIES_H5[m]}-data")
         if entry is None:
             raise DataError(f"{path}: no band statistics for {SERIES_H5[m]}-data (modality {m})")
-        mean, std = np.asarray(entry["mean"], np.float32), np.asarray(entry["std"], np.float32)
-        out[m] = (mean.reshape(-1, 1, 1), np.maximum(std, 1e-6).reshape(-1, 1, 1))
+        out[m] = channel_statistics(entry["mean"], entry["std"])
     return out
 
 
@@ -220,11 +233,7 @@ class TreeSatTS(torch.utils.data.Dataset):
             out["aerial"] = torch.from_numpy(image[:, r : r + CROP, c : c + CROP].astype(np.float32))
         for m, (data, dates) in series.items():
             keep = self._dates(len(dates), rng)
-            values = _fill_nan(data[keep])
-            if m in self.statistics:
-                mean, std = self.statistics[m]
-                values = ((values - mean) / std).astype(np.float32)
-            out[m] = torch.from_numpy(values)
+            out[m] = torch.from_numpy(standardise(_fill_nan(data[keep]), self.statistics.get(m)))
             out[f"{m}_dates"] = torch.from_numpy(dates[keep].astype(np.int64))
         return out
 
