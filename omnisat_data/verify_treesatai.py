@@ -283,8 +283,8 @@ def _stats(values: np.ndarray) -> dict:
 def summarise(checks: list[TileCheck], max_shift_px: float = 0.5, good_px: float = 0.2,
               min_estimates: int = 3) -> dict:
     """Pool the accepted estimates: per scene, the median over its tiles (its geolocation error); per
-    tile, the median over its dates of (estimate - that scene's shift), i.e. what stays once every
-    scene's own error is taken out (a misplaced VHR tile, a wrong grid). Flags over `max_shift_px`."""
+    tile, what stays once every scene's own error is taken out (`tile_shift`: a misplaced VHR tile, a
+    wrong grid). Flags over `max_shift_px`."""
     scenes: dict[str, list[tuple[float, float]]] = {}
     for c in checks:
         for s in c.shifts:
@@ -302,15 +302,11 @@ def summarise(checks: list[TileCheck], max_shift_px: float = 0.5, good_px: float
     tiles = {}
     for c in checks:
         accepted = [s for s in c.shifts if s["ok"]]
-        # a scene seen by too few tiles to pool (a small sample, one tile) counts as unshifted
-        zero = {"dx": 0.0, "dy": 0.0}
-        residuals = [(s["dx"] - scene_out.get(s["product"], zero)["dx"], s["dy"] - scene_out.get(s["product"], zero)["dy"])
-                     for s in accepted]
         entry = {"estimates": len(c.shifts), "accepted": len(accepted), "nodata": c.nodata, "problems": c.problems,
                  "flagged": False}
-        if len(residuals) >= min_estimates:
-            dx, dy = np.median(np.array(residuals), axis=0)
-            entry.update(dx=round(float(dx), 3), dy=round(float(dy), 3), shift_m=round(float(np.hypot(dx, dy)), 3))
+        shift = tile_shift(accepted, scene_out, min_estimates)
+        if shift is not None:
+            entry.update(dx=round(shift[0], 3), dy=round(shift[1], 3), shift_m=round(float(np.hypot(*shift)), 3))
             entry["flagged"] = entry["shift_m"] > max_shift_px * SENTINEL_RES
         tiles[c.name] = entry
     tile_shifts = np.array([t["shift_m"] for t in tiles.values() if "shift_m" in t])
@@ -328,6 +324,26 @@ def summarise(checks: list[TileCheck], max_shift_px: float = 0.5, good_px: float
     }
     summary["passed"] = summary["problems"] == 0 and summary["tiles_flagged"] == 0 and summary["scenes_flagged"] == 0
     return {"summary": summary, "scenes": scene_out, "tiles": tiles}
+
+
+def tile_shift(accepted: list[dict], scenes: dict, min_estimates: int = 3) -> tuple[float, float] | None:
+    """What stays of a tile's estimates once each scene's own shift is taken out: per band, the median
+    residual over dates; of the bands with `min_estimates`, the smallest (None when no band has enough).
+
+    A misplaced VHR tile moves every band alike, whereas a class whose contrast changed since the VHR
+    date (deciduous trees in winter red light) biases one band's estimates on that tile by metres:
+    the smallest band median keeps the first and ignores the second. A scene seen by too few tiles to
+    pool (a small sample, one tile) counts as unshifted."""
+    zero = {"dx": 0.0, "dy": 0.0}
+    by_band: dict[str, list[tuple[float, float]]] = {}
+    for s in accepted:
+        scene = scenes.get(s["product"], zero)
+        by_band.setdefault(s.get("band", ""), []).append((s["dx"] - scene["dx"], s["dy"] - scene["dy"]))
+    medians = [np.median(np.array(r), axis=0) for r in by_band.values() if len(r) >= min_estimates]
+    if not medians:
+        return None
+    dx, dy = min(medians, key=lambda m: float(np.hypot(*m)))
+    return float(dx), float(dy)
 
 
 def tile_names(layout: Layout) -> list[str]:

@@ -5,7 +5,9 @@ strip, larger crop parcels east of it) times a multi-scale texture, seen on a da
 through each class's phenology. Every function here is pure and vectorised: give it coordinates
 (in FIELD_CRS), the pixel size of the sensor and a date, get values. A sensor of pixel size `res`
 sees the field through a box PSF of that size: exactly for the texture (each sinusoid is
-attenuated by its sinc response), approximately for land-cover edges (softened over res/4).
+attenuated by its sinc response) and for a straight land-cover edge (the share of the box beyond
+it); near a corner where three stands meet, approximately. Sensors finer than 1 m see edges
+through a 1 m box (an anti-aliased edge).
 Tests compare rendered pixels with these functions at pixel centres.
 """
 
@@ -40,16 +42,43 @@ def _hash01(i: int, j: int, salt: int) -> float:
 
 
 @njit(cache=True)
-def _voronoi(x, y, x0, y0, forest_right, salt, forest_classes, forest_cdf, crop_classes, crop_cdf, tau, n_classes,
-             weights, hard, cell_id):
-    """Soft and hard nearest-seed classification of points on two jittered lattices (forest west, crops east).
+def _box_beyond(e: float, box: float, nx: float, ny: float) -> float:
+    """Share of a box x box square, centred at distance e >= 0 from a straight edge of unit normal
+    (nx, ny), lying beyond the edge: P(S > e) for S the projection of a uniform point of the square
+    onto the normal, a sum of two uniforms (a trapezoid density)."""
+    a = 0.5 * box * abs(nx)
+    b = 0.5 * box * abs(ny)
+    if a < b:
+        a, b = b, a
+    if e >= a + b:
+        return 0.0
+    if e <= a - b:
+        return 0.5 * (a - e) / a
+    return (a + b - e) ** 2 / (8.0 * a * b)
 
-    weights: (n_classes, n) soft membership exp(-(d - d_min) / tau) normalised; hard: class of the
-    nearest seed; cell_id: unique id of that seed's cell. tau <= 0 skips the soft weights.
+
+@njit(cache=True)
+def _voronoi(x, y, x0, y0, forest_right, salt, forest_classes, forest_cdf, crop_classes, crop_cdf, box, n_classes,
+             weights, hard, cell_id):
+    """Box-averaged and hard nearest-seed classification of points on two jittered lattices (forest
+    west, crops east).
+
+    weights: (n_classes, n) share of the box x box square around each point held by each class (within
+    one straight edge: a closed form; across a corner: the square clipped by each seed's cell); hard:
+    class of the nearest seed; cell_id: unique id of that seed's cell. box <= 0 skips the weights.
     """
     d = np.empty(9)
+    su = np.empty(9)
+    sv = np.empty(9)
     c = np.empty(9, dtype=np.int64)
     ids = np.empty(9, dtype=np.int64)
+    share = np.empty(9)
+    qu = np.empty(9)
+    qv = np.empty(9)
+    pu = np.empty(16)
+    pv = np.empty(16)
+    tu = np.empty(16)
+    tv = np.empty(16)
     for p in range(x.size):
         forest = x[p] < forest_right
         cell = FOREST_CELL if forest else CROP_CELL
@@ -63,9 +92,9 @@ def _voronoi(x, y, x0, y0, forest_right, salt, forest_classes, forest_cdf, crop_
             for dj in range(-1, 2):
                 i = ci + di
                 j = cj + dj
-                sx = i + 0.1 + 0.8 * _hash01(i, j, s + 1)
-                sy = j + 0.1 + 0.8 * _hash01(i, j, s + 2)
-                d[k] = np.hypot(u - sx, v - sy) * cell
+                su[k] = i + 0.1 + 0.8 * _hash01(i, j, s + 1)
+                sv[k] = j + 0.1 + 0.8 * _hash01(i, j, s + 2)
+                d[k] = np.hypot(u - su[k], v - sv[k]) * cell
                 draw = _hash01(i, j, s + 3)
                 if forest:
                     m = min(np.searchsorted(forest_cdf, draw, side="right"), forest_classes.size - 1)
@@ -78,13 +107,72 @@ def _voronoi(x, y, x0, y0, forest_right, salt, forest_classes, forest_cdf, crop_
         best = np.argmin(d)
         hard[p] = c[best]
         cell_id[p] = ids[best]
-        if tau > 0:
-            dmin = d[best]
-            total = 0.0
+        if box > 0:
+            reach = 0  # neighbours whose bisector with the nearest seed crosses the box
+            last = -1
             for k in range(9):
-                total += np.exp(-(d[k] - dmin) / tau)
-            for k in range(9):
-                weights[c[k], p] += np.exp(-(d[k] - dmin) / tau) / total
+                share[k] = 0.0
+                if k == best:
+                    continue
+                du = (su[k] - su[best]) * cell
+                dv = (sv[k] - sv[best]) * cell
+                gap = np.hypot(du, dv)
+                e = (d[k] * d[k] - d[best] * d[best]) / (2.0 * gap)  # distance to that bisector
+                share[k] = _box_beyond(e, box, du / gap, dv / gap)
+                if share[k] > 0:
+                    reach += 1
+                    last = k
+            if reach == 0:
+                weights[c[best], p] += 1.0
+            elif reach == 1:  # one straight edge: the trapezoid share is exact
+                weights[c[best], p] += 1.0 - share[last]
+                weights[c[last], p] += share[last]
+            else:  # a corner: clip the box by each involved seed's Voronoi cell
+                for k in range(9):
+                    qu[k] = (su[k] - u) * cell
+                    qv[k] = (sv[k] - v) * cell
+                for k in range(9):
+                    if k == best or share[k] > 0:
+                        weights[c[k], p] += _cell_share(k, qu, qv, 0.5 * box, pu, pv, tu, tv)
+
+
+@njit(cache=True)
+def _cell_share(k, qu, qv, h, pu, pv, tu, tv):
+    """Share of the square [-h, h]^2 nearer to seed k than to the 8 other seeds (qu, qv: seeds relative
+    to the square's centre): the square clipped by one half-plane per seed (Sutherland-Hodgman), then
+    its area. pu, pv, tu, tv: work arrays of at least 16 vertices."""
+    pu[0], pv[0], pu[1], pv[1], pu[2], pv[2], pu[3], pv[3] = -h, -h, h, -h, h, h, -h, h
+    n = 4
+    for j in range(9):
+        if j == k or n == 0:
+            continue
+        # nearer to k than to j:  2 p . (q_j - q_k) <= |q_j|^2 - |q_k|^2
+        au = 2.0 * (qu[j] - qu[k])
+        av = 2.0 * (qv[j] - qv[k])
+        b = qu[j] * qu[j] + qv[j] * qv[j] - qu[k] * qu[k] - qv[k] * qv[k]
+        m = 0
+        for i in range(n):
+            i2 = (i + 1) % n
+            f1 = au * pu[i] + av * pv[i] - b
+            f2 = au * pu[i2] + av * pv[i2] - b
+            if f1 <= 0:
+                tu[m] = pu[i]
+                tv[m] = pv[i]
+                m += 1
+            if (f1 < 0 < f2) or (f2 < 0 < f1):
+                t = f1 / (f1 - f2)
+                tu[m] = pu[i] + t * (pu[i2] - pu[i])
+                tv[m] = pv[i] + t * (pv[i2] - pv[i])
+                m += 1
+        n = m
+        for i in range(n):
+            pu[i] = tu[i]
+            pv[i] = tv[i]
+    area = 0.0
+    for i in range(n):
+        i2 = (i + 1) % n
+        area += pu[i] * pv[i2] - pu[i2] * pv[i]
+    return abs(area) / 2.0 / (4.0 * h * h)
 
 
 @dataclass(frozen=True)
@@ -133,19 +221,20 @@ class Field:
         self._crop_cdf = np.cumsum(freq[self._crop]) / freq[self._crop].sum()
 
     # -- land cover -------------------------------------------------------------------------------
-    def _classify(self, x, y, tau: float):
+    def _classify(self, x, y, box: float):
         x, y = np.ascontiguousarray(x, float).ravel(), np.ascontiguousarray(y, float).ravel()
-        weights = np.zeros((_N_CLASSES, x.size)) if tau > 0 else np.zeros((_N_CLASSES, 0))
+        weights = np.zeros((_N_CLASSES, x.size)) if box > 0 else np.zeros((_N_CLASSES, 0))
         hard = np.empty(x.size, dtype=np.int64)
         cell_id = np.empty(x.size, dtype=np.int64)
         _voronoi(x, y, self.x0, self.y0, self.forest_right, self.cfg.seed * 7919, self._forest, self._forest_cdf,
-                 self._crop, self._crop_cdf, tau, _N_CLASSES, weights, hard, cell_id)
+                 self._crop, self._crop_cdf, box, _N_CLASSES, weights, hard, cell_id)
         return weights, hard, cell_id
 
     def class_weights(self, x: np.ndarray, y: np.ndarray, res: float = 0.0) -> np.ndarray:
-        """(n_classes, *shape) soft class membership (sums to 1); edges softened over max(1 m, res/4)."""
+        """(n_classes, *shape) share of each class in the res x res box around each point (sums to 1);
+        at least a 1 m box, so that fine sensors see anti-aliased edges."""
         shape = np.shape(x)
-        weights, _, _ = self._classify(x, y, max(1.0, res / 4.0))
+        weights, _, _ = self._classify(x, y, max(1.0, res))
         return weights.reshape((_N_CLASSES,) + shape)
 
     def land_cover(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
