@@ -5,9 +5,10 @@ strip, larger crop parcels east of it) times a multi-scale texture, seen on a da
 through each class's phenology. Every function here is pure and vectorised: give it coordinates
 (in FIELD_CRS), the pixel size of the sensor and a date, get values. A sensor of pixel size `res`
 sees the field through a box PSF of that size: exactly for the texture (each sinusoid is
-attenuated by its sinc response) and for a straight land-cover edge (the share of the box beyond
-it); near a corner where three stands meet, approximately. Sensors finer than 1 m see edges
-through a 1 m box (an anti-aliased edge).
+attenuated by its sinc response) and for land-cover edges (each class holds its share of the box:
+a closed form across one straight edge, the box clipped by the stands' cells at corners); only the
+straight line between the forest strip and the crop area stays a hard step. Sensors finer than
+1 m see edges through a 1 m box (an anti-aliased edge).
 Tests compare rendered pixels with these functions at pixel centres.
 """
 
