@@ -16,7 +16,7 @@ import torch
 
 from omnisat_data.shift import estimate_shifts, with_classes
 from omnisat_data.verify_alignment import VerifyConfig, verify
-from omnisat_data.verify_treesatai import Layout, check_tile
+from omnisat_data.verify_treesatai import Layout, check_tile, tile_shift
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT.parent / "shared" / "data" / "treesatai-ts-sample"
@@ -107,6 +107,22 @@ def test_injected_scene_shifts_are_found_and_flagged(verified, truth):
     # The acceptance bound: 0.05 px (0.5 m) per scene, pooled from 6 x 6 px tiles (8 of them here).
     assert max(errors) <= 0.5, sorted(errors)
     assert report["summary"]["tiles_flagged"] == 0  # the aerial sheets carry no injected shift
+
+
+def test_tile_shift_is_the_smaller_band_median_once_scene_shifts_are_out():
+    scenes = {"A": {"dx": 5.0, "dy": 0.0}, "B": {"dx": 0.0, "dy": 0.0}}
+    est = lambda product, band, dx, dy: {"product": product, "band": band, "dx": dx, "dy": dy}  # noqa: E731
+    # a misplaced tile: every band and date 7 m off once each scene's own shift is removed
+    moved = [est(p, b, scenes[p]["dx"] + 7.0, 0.1) for p in "AB" for b in ("B08", "B04")] * 2
+    assert tile_shift(moved, scenes, min_estimates=3) == pytest.approx((7.0, 0.1))
+    # one band biased on some dates (a class whose red contrast changed), the other clean: the clean one
+    biased = [est("B", "B04", -6.0, -3.0)] * 3 + [est("B", "B08", 0.2, 0.0)] * 3
+    assert tile_shift(biased, scenes, min_estimates=3) == pytest.approx((0.2, 0.0))
+    # a band with too few estimates does not count; no band with enough: no tile shift at all
+    assert tile_shift(biased[:3] + biased[3:5], scenes, min_estimates=3) == pytest.approx((-6.0, -3.0))
+    assert tile_shift(biased[:2] + biased[3:5], scenes, min_estimates=3) is None
+    # a scene too small to pool counts as unshifted
+    assert tile_shift([est("C", "B08", 1.0, 2.0)] * 3, scenes) == pytest.approx((1.0, 2.0))
 
 
 def test_a_misplaced_aerial_tile_is_flagged_alone(built, verified, tmp_path):
