@@ -111,7 +111,7 @@ def run_contrastive(device: str, batch: int, blockwise: bool, steps: int) -> dic
         loss.backward()
     sync(device)
     seconds = (time.perf_counter() - start) / steps
-    return {"step_s": seconds, "peak_gib": peak_memory(device), "loss": float(loss)}
+    return {"step_s": seconds, "peak_gib": peak_memory(device), "loss": float(loss.detach())}
 
 
 def sync(device: str) -> None:
