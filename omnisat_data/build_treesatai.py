@@ -132,7 +132,7 @@ def tile_series(frames: list) -> dict[str, Series]:
     for name in SERIES:
         mine = [(key, product, item, values) for key, product, item, values, series in frames if series == name]
         if name == "s2":
-            out[name] = assemble(mine, len(S2_BANDS), with_masks=True)
+            out[name] = assemble(mine, len(S2_BANDS), with_masks=True, one_per_datatake=True)
         else:
             out[name] = assemble(mine, 2, with_masks=False)
     return out

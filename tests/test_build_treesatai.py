@@ -22,7 +22,7 @@ from world_truth import expected_s1, expected_s2
 from omnisat_data.build_treesatai import BuildConfig, build_treesatai, carve_val
 
 from omnisat_data.treesatai_tree import read_treesatai
-from omnisat_data.treesatai_ts import assemble, pth_tensor
+from omnisat_data.treesatai_ts import assemble, datatake, pth_tensor
 from omnisat_data.world.config import PRESETS
 from omnisat_data.world.field import Field
 
@@ -43,12 +43,20 @@ def test_values_dates_and_products_equal_the_world(built, world, plan):
     year = 2022
     s2 = [s for s in plan.s2 if s.datetime.year == year]
     s1 = [s for s in plan.s1 if s.start.year == year]
-    checked = 0
+    checked = duplicates = 0
     for tile in source.tiles:
         with h5py.File(out / "sentinel" / f"{tile.name}.h5", "r") as f:
-            # Sentinel-2: every scene of the year with data over the tile, in time order.
+            # Sentinel-2: every datatake of the year with data over the tile, in time order; of its
+            # granules (overlapping MGRS tiles), the one with the most valid pixels, the first on a tie.
             frames = [(s, expected_s2(field, s, tile.sentinel)) for s in sorted(s2, key=lambda s: (s.datetime, s.product))]
             frames = [(s, e) for s, e in frames if not np.isnan(e[:10]).all()]
+            best = {}
+            for s, e in frames:
+                key, valid = datatake(s.product), int(np.isfinite(e[:10]).sum())
+                if key not in best or valid > best[key][0]:
+                    best[key] = (valid, s.product)
+            duplicates += len(frames) - len(best)
+            frames = [(s, e) for s, e in frames if best[datatake(s.product)][1] == s.product]
             assert [p.decode() for p in f["sen-2-products"][()]] == [s.product for s, _ in frames]
             data, masks = f["sen-2-data"][()], f["sen-2-masks"][()]
             want = np.stack([e for _, e in frames])
@@ -65,6 +73,7 @@ def test_values_dates_and_products_equal_the_world(built, world, plan):
                 np.testing.assert_allclose(f[f"{series}-data"][()], np.stack([e for _, e in frames]), rtol=2e-6)
                 checked += len(frames)
     assert checked > 8 * 10
+    assert duplicates > 0  # the tiny world's tiles lie where two MGRS granules overlap: the rule is exercised
 
 
 def test_tile_dates_are_sorted(built):
@@ -90,6 +99,23 @@ def test_assemble_keeps_duplicate_slices_and_drops_empty_frames():
     assert series.products == (t.format("A"), t.format("B")) and series.item_ids == ("a", "b")
     assert series.data.shape == (2, 2, 6, 6) and np.isnan(series.data[0, :, 0, 0]).all()
     assert pth_tensor(series.data)[0, 0, 0, 0] == 1.0  # NaN filled with the frame's mean, as OmniSat does
+
+
+def test_assemble_keeps_one_granule_per_sentinel2_datatake():
+    full = np.ones((12, 6, 6), np.float32)
+    part = full.copy()
+    part[:10, :, :3] = np.nan  # this granule's swath ends inside the tile
+    name = "S2A_MSIL2A_{}_N0400_R108_T32{}_20220513T135731"
+    may, june = "20220513T104031", "20220602T104031"
+    frames = [((1, name.format(may, "ULU")), name.format(may, "ULU"), "a", part),
+              ((1, name.format(may, "UMU")), name.format(may, "UMU"), "b", full),
+              ((2, name.format(june, "ULU")), name.format(june, "ULU"), "c", full),
+              ((2, name.format(june, "UMU")), name.format(june, "UMU"), "d", full)]
+    series = assemble(frames, 10, with_masks=True, one_per_datatake=True)
+    assert series.item_ids == ("b", "c")  # the complete granule; on a tie the first
+    assert not np.isnan(series.data).any() and series.masks.shape == (2, 2, 6, 6)
+    assert datatake(name.format(may, "ULU")) == datatake(name.format(may, "UMU")) != datatake(name.format(june, "ULU"))
+    assert len(assemble(frames, 10, with_masks=True)) == 4  # Sentinel-1 keeps every slice
 
 
 def test_h5_matches_the_real_sample_format(built):
