@@ -18,7 +18,7 @@ import torch
 from pyproj import Transformer
 
 from conftest import recipe_for
-from world_truth import expected_s1, expected_s2
+from world_truth import expected_s1, expected_s2_series
 from omnisat_data.build_treesatai import BuildConfig, build_treesatai, carve_val
 
 from omnisat_data.treesatai_tree import read_treesatai
@@ -46,17 +46,9 @@ def test_values_dates_and_products_equal_the_world(built, world, plan):
     checked = duplicates = 0
     for tile in source.tiles:
         with h5py.File(out / "sentinel" / f"{tile.name}.h5", "r") as f:
-            # Sentinel-2: every datatake of the year with data over the tile, in time order; of its
-            # granules (overlapping MGRS tiles), the one with the most valid pixels, the first on a tie.
-            frames = [(s, expected_s2(field, s, tile.sentinel)) for s in sorted(s2, key=lambda s: (s.datetime, s.product))]
-            frames = [(s, e) for s, e in frames if not np.isnan(e[:10]).all()]
-            best = {}
-            for s, e in frames:
-                key, valid = datatake(s.product), int(np.isfinite(e[:10]).sum())
-                if key not in best or valid > best[key][0]:
-                    best[key] = (valid, s.product)
-            duplicates += len(frames) - len(best)
-            frames = [(s, e) for s, e in frames if best[datatake(s.product)][1] == s.product]
+            # Sentinel-2: every datatake of the year with data over the tile, in time order, one granule each
+            frames, dropped = expected_s2_series(field, s2, tile.sentinel)
+            duplicates += dropped
             assert [p.decode() for p in f["sen-2-products"][()]] == [s.product for s, _ in frames]
             data, masks = f["sen-2-data"][()], f["sen-2-masks"][()]
             want = np.stack([e for _, e in frames])

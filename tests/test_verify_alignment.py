@@ -97,7 +97,8 @@ def verified(built, tmp_path_factory):
 def test_injected_scene_shifts_are_found_and_flagged(verified, truth):
     report, _ = verified
     by_product = {t["product"]: t for t in truth["s2"].values()}
-    assert report["summary"]["problems"] == 0 and len(report["scenes"]) >= 8
+    # the tiny world's year has 5 Sentinel-2 datatakes clear enough to pool over its 8 tiles
+    assert report["summary"]["problems"] == 0 and len(report["scenes"]) >= 5
     errors = []
     for product, scene in report["scenes"].items():
         true = np.array(by_product[product]["shift"])

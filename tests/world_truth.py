@@ -46,6 +46,22 @@ def expected_s2(field, scene, tile_grid):
     return np.stack(out)
 
 
+def expected_s2_series(field, scenes, tile_grid) -> tuple[list, int]:
+    """[(scene, expected_s2)] a tile's Sentinel-2 series must hold, in time order: scenes with data over
+    it, and of the granules of one datatake (same mission, sensing time and relative orbit in the
+    product name) the one with the most valid pixels, the first on a tie; and how many were dropped."""
+    frames = [(s, expected_s2(field, s, tile_grid)) for s in sorted(scenes, key=lambda s: (s.datetime, s.product))]
+    frames = [(s, e) for s, e in frames if not np.isnan(e[:10]).all()]
+    best = {}
+    for s, e in frames:
+        parts = s.product.split("_")
+        key, valid = (parts[0], parts[2], parts[4]), int(np.isfinite(e[:10]).sum())
+        if key not in best or valid > best[key][0]:
+            best[key] = (valid, s.product)
+    kept = [(s, e) for s, e in frames if s.product in {product for _, product in best.values()}]
+    return kept, len(frames) - len(kept)
+
+
 def expected_s1(field, scene, tile_grid):
     x, y = Transformer.from_crs(tile_grid.crs, scene.grid.crs, always_xy=True).transform(*tile_grid.pixel_centres())
     acc = 0.0
