@@ -38,6 +38,13 @@ class Acquisition:
         return (self.datetime, self.product, self.item_id)
 
 
+def s2_datatake(product: str) -> tuple[str, str, str]:
+    """Mission, sensing time and relative orbit of an ESA Sentinel-2 product name: what the granules of
+    one datatake share (neighbouring MGRS tiles overlap by about 10 km and hold the same pixels there)."""
+    parts = product.split("_")
+    return parts[0], parts[2], parts[4]
+
+
 def _sensing_time(item: pystac.Item) -> dt.datetime:
     when = item.datetime or item.common_metadata.start_datetime
     if when is None:

@@ -132,7 +132,7 @@ def tile_series(frames: list) -> dict[str, Series]:
     for name in SERIES:
         mine = [(key, product, item, values) for key, product, item, values, series in frames if series == name]
         if name == "s2":
-            out[name] = assemble(mine, len(S2_BANDS), with_masks=True, one_per_datatake=True)
+            out[name] = assemble(mine, len(S2_BANDS), with_masks=True)
         else:
             out[name] = assemble(mine, 2, with_masks=False)
     return out
@@ -294,7 +294,7 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
     source, tiles, groups = plan_build(cfg, report, source)
 
     tally = ReadTally()
-    search_groups(groups, cfg.recipe, tally, progress)
+    search_groups(groups, cfg.recipe, tally, progress, one_granule=True)
     batches = [b for g in groups for b in split_group(g, cfg.batch_tiles)]
     specs = {name: read_spec(cfg.recipe, name) for name in SERIES}
     read_batches(batches, run_unit, specs, cfg.workers, cfg.scheduler, tally,
@@ -346,7 +346,7 @@ def dry_run(cfg: BuildConfig, progress: Progress | None = None) -> tuple[list[Pl
     rows, sizes = [], {}
     tally = ReadTally()
     for k, group in enumerate(groups):
-        search_group(group, cfg.recipe, catalogs, tally)
+        search_group(group, cfg.recipe, catalogs, tally, one_granule=True)  # the units the build would read
         hrefs = {href for acq, _ in group.units for _, href in acq.assets}
         for href in hrefs - sizes.keys():
             sizes[href] = asset_size(href)

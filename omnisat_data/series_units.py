@@ -3,7 +3,7 @@
 Every build (TreeSatAI-TS, PASTIS-HD, own areas) runs the same steps here:
   1. `group_tiles`: tiles grouped by time window, CRS and a cell of `recipe.group_size_m`;
   2. `search_groups`: one search per group and modality; each usable acquisition keeps the tiles
-     its footprint covers;
+     its footprint covers (TreeSatAI-TS: one Sentinel-2 granule per datatake and tile);
   3. `split_group`: a group's tiles in batches (what is held in memory until written);
   4. `read_batches`: one unit of work per (acquisition, batch), run in a pool of worker processes or
      on a Dask cluster, a bounded window of batches in flight; each finished batch goes to the
@@ -21,7 +21,7 @@ import numpy as np
 import shapely
 from shapely.geometry import box, shape
 
-from .acquisitions import Acquisition, s1_acquisition, s2_acquisition
+from .acquisitions import Acquisition, s1_acquisition, s2_acquisition, s2_datatake
 from .catalog.search import Catalog, CatalogError, Search, open_catalog
 from .executors import executor
 from .normalise import ItemError
@@ -72,12 +72,13 @@ def group_tiles(tiles: list[Tile], group_size_m: float, window: Callable[[Tile],
 
 
 def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], tally: ReadTally,
-                 accept: Callable[[Acquisition, Tile], bool] | None = None) -> None:
+                 accept: Callable[[Acquisition, Tile], bool] | None = None, one_granule: bool = False) -> None:
     """Fill `group.units`: each usable acquisition with the group's tiles its footprint covers (and
-    `accept(acquisition, tile)` allows, when given)."""
+    `accept(acquisition, tile)` allows, when given; `one_granule`: see `one_granule_per_datatake`)."""
     footprints = [lonlat(t) for t in group.tiles]
     west, south, east, north = np.array([f.bounds for f in footprints]).T
     bbox = (float(west.min()), float(south.min()), float(east.max()), float(north.max()))
+    found = []
     for source, make in ((recipe.s2, s2_acquisition), (recipe.s1, s1_acquisition)):
         catalog = catalogs.setdefault(source.catalog, open_catalog(source.catalog))
         search = Search(collections=(source.collection,), bbox=bbox, datetime=group.window, filter=source.filter)
@@ -92,16 +93,42 @@ def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], tal
             members = [i for i, f in enumerate(footprints)
                        if covered.intersects(f) and (accept is None or accept(acq, group.tiles[i]))]
             if members:
-                group.units.append((acq, members))
+                shares = [covered.intersection(footprints[i]).area / footprints[i].area for i in members] \
+                    if one_granule and acq.series == "s2" else []
+                found.append((acq, members, shares))
+    group.units = one_granule_per_datatake(found) if one_granule else [(acq, members) for acq, members, _ in found]
+
+
+def one_granule_per_datatake(found: list[tuple[Acquisition, list[int], list[float]]]) -> list[tuple[Acquisition, list[int]]]:
+    """Units (acquisition, tiles, share of each tile its footprint covers) -> units in which each tile
+    keeps, of the Sentinel-2 granules of one datatake, the one covering most of it (the first in time
+    order on a tie), so that no date is read or stored twice; the released TreeSatAI-TS holds one
+    granule per date. Sentinel-1 units pass unchanged: the released files keep both slices of a pass."""
+    best: dict[tuple, tuple[float, int]] = {}  # (datatake, tile) -> (share, position in `found`)
+    for k in sorted(range(len(found)), key=lambda k: found[k][0].sort_key):
+        acq, members, shares = found[k]
+        if acq.series != "s2":
+            continue
+        for i, share in zip(members, shares):
+            key = (s2_datatake(acq.product), i)
+            if key not in best or round(share, 9) > round(best[key][0], 9):
+                best[key] = (share, k)
+    out = []
+    for k, (acq, members, _) in enumerate(found):
+        if acq.series == "s2":
+            members = [i for i in members if best[(s2_datatake(acq.product), i)][1] == k]
+        if members:
+            out.append((acq, members))
+    return out
 
 
 def search_groups(groups: list[Group], recipe: Recipe, tally: ReadTally, progress: Progress | None = None,
-                  accept: Callable[[Acquisition, Tile], bool] | None = None) -> None:
+                  accept: Callable[[Acquisition, Tile], bool] | None = None, one_granule: bool = False) -> None:
     """`search_group` for every group; a group whose search fails fails its tiles, the others go on."""
     catalogs: dict[str, Catalog] = {}
     for k, group in enumerate(groups):
         try:
-            search_group(group, recipe, catalogs, tally, accept)
+            search_group(group, recipe, catalogs, tally, accept, one_granule)
         except CatalogError as error:
             group.failed = {i: f"search failed: {error}" for i in range(len(group.tiles))}
         if progress:

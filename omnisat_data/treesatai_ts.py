@@ -38,32 +38,13 @@ class Series:
         return len(self.products)
 
 
-def datatake(product: str) -> tuple[str, str, str]:
-    """Mission, sensing time and relative orbit of an ESA Sentinel-2 product name: what the granules of
-    one datatake share (neighbouring MGRS tiles overlap by about 10 km and hold the same pixels there)."""
-    parts = product.split("_")
-    return parts[0], parts[2], parts[4]
-
-
 def assemble(frames: list[tuple[tuple, str, str, np.ndarray]], n_bands: int, with_masks: bool,
-             shape: tuple[int, int] = (6, 6), one_per_datatake: bool = False) -> Series:
+             shape: tuple[int, int] = (6, 6)) -> Series:
     """Frames (sort key, product, item id, values) -> a Series sorted in time without all-NaN frames.
 
     `values` holds the data bands and, for Sentinel-2, the two mask layers after them.
-    `one_per_datatake` (Sentinel-2): of the granules of one datatake over the tile, keep the one with
-    the most valid pixels (the first in time order on a tie), so that no date is stored twice; the
-    released TreeSatAI-TS holds one granule per date. Sentinel-1 keeps neighbouring slices of a pass,
-    as the released dataset does.
     """
     kept = sorted((f for f in frames if not np.isnan(f[3][:n_bands]).all()), key=lambda f: f[0])
-    if one_per_datatake:
-        best: dict[tuple, tuple] = {}
-        for f in kept:
-            key, valid = datatake(f[1]), int(np.isfinite(f[3][:n_bands]).sum())
-            if key not in best or valid > best[key][0]:
-                best[key] = (valid, f)
-        chosen = {id(f) for _, f in best.values()}
-        kept = [f for f in kept if id(f) in chosen]
     empty = np.zeros((0, n_bands) + shape, np.float32)
     data = np.stack([f[3][:n_bands] for f in kept]).astype(np.float32) if kept else empty
     masks = None

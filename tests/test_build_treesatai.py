@@ -3,6 +3,7 @@ sample, pgstac against the embedded catalog, kill and resume, injected faults.""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -19,10 +20,11 @@ from pyproj import Transformer
 
 from conftest import recipe_for
 from world_truth import expected_s1, expected_s2_series
+from omnisat_data.acquisitions import Acquisition, s2_datatake
 from omnisat_data.build_treesatai import BuildConfig, build_treesatai, carve_val
-
+from omnisat_data.series_units import one_granule_per_datatake
 from omnisat_data.treesatai_tree import read_treesatai
-from omnisat_data.treesatai_ts import assemble, datatake, pth_tensor
+from omnisat_data.treesatai_ts import assemble, pth_tensor
 from omnisat_data.world.config import PRESETS
 from omnisat_data.world.field import Field
 
@@ -93,21 +95,19 @@ def test_assemble_keeps_duplicate_slices_and_drops_empty_frames():
     assert pth_tensor(series.data)[0, 0, 0, 0] == 1.0  # NaN filled with the frame's mean, as OmniSat does
 
 
-def test_assemble_keeps_one_granule_per_sentinel2_datatake():
-    full = np.ones((12, 6, 6), np.float32)
-    part = full.copy()
-    part[:10, :, :3] = np.nan  # this granule's swath ends inside the tile
+def test_each_tile_keeps_one_granule_per_sentinel2_datatake():
     name = "S2A_MSIL2A_{}_N0400_R108_T32{}_20220513T135731"
     may, june = "20220513T104031", "20220602T104031"
-    frames = [((1, name.format(may, "ULU")), name.format(may, "ULU"), "a", part),
-              ((1, name.format(may, "UMU")), name.format(may, "UMU"), "b", full),
-              ((2, name.format(june, "ULU")), name.format(june, "ULU"), "c", full),
-              ((2, name.format(june, "UMU")), name.format(june, "UMU"), "d", full)]
-    series = assemble(frames, 10, with_masks=True, one_per_datatake=True)
-    assert series.item_ids == ("b", "c")  # the complete granule; on a tie the first
-    assert not np.isnan(series.data).any() and series.masks.shape == (2, 2, 6, 6)
-    assert datatake(name.format(may, "ULU")) == datatake(name.format(may, "UMU")) != datatake(name.format(june, "ULU"))
-    assert len(assemble(frames, 10, with_masks=True)) == 4  # Sentinel-1 keeps every slice
+    when = {may: dt.datetime(2022, 5, 13), june: dt.datetime(2022, 6, 2)}
+    s2 = lambda day, mgrs: Acquisition(f"{day}{mgrs}", name.format(day, mgrs), "s2", when[day], ())  # noqa: E731
+    s1 = Acquisition("slice", "S1A_IW_GRDH_1SDV_20220513T054112_20220513T054137_0_0_0", "s1-des", when[may], ())
+    # tile 0: the May ULU granule's swath ends inside it; tile 1: both granules cover it whole
+    found = [(s2(may, "UMU"), [0, 1], [1.0, 1.0]), (s2(may, "ULU"), [0, 1], [0.4, 1.0]),
+             (s2(june, "ULU"), [1], [1.0]), (s1, [0, 1], []), (s2(june, "UMU"), [1], [1.0])]
+    units = {acq.item_id: members for acq, members in one_granule_per_datatake(found)}
+    assert units == {f"{may}UMU": [0], f"{may}ULU": [1],  # the whole granule; on a tie the first in time order
+                     f"{june}ULU": [1], "slice": [0, 1]}  # another datatake; Sentinel-1 slices all kept
+    assert s2_datatake(name.format(may, "ULU")) == s2_datatake(name.format(may, "UMU")) != s2_datatake(name.format(june, "ULU"))
 
 
 def test_h5_matches_the_real_sample_format(built):
