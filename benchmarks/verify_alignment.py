@@ -1,7 +1,7 @@
 """verify-alignment throughput: tiles per second on a TreeSatAI-TS tree of N tiles (not a timed test).
 
     python benchmarks/verify_alignment.py [--dataset demo/treesatai-ts] [--tiles 1000] [--workers 2]
-    python benchmarks/verify_alignment.py --dataset ../shared/data/treesatai-ts-sample   # released size: 146 dates
+    python benchmarks/verify_alignment.py --dataset tests/data/treesatai-ts-sample   # released size: 146 dates
 
 The tree is made of hard links to the tiles of an existing build, repeated under new names until it
 holds N tiles (`bash scripts/demo.sh` builds demo/treesatai-ts), so every file is real and read.

@@ -45,6 +45,18 @@ def s2_datatake(product: str) -> tuple[str, str, str]:
     return parts[0], parts[2], parts[4]
 
 
+def s1_pass(product: str) -> tuple[str, str, str]:
+    """Mission, absolute orbit and datatake id of an ESA Sentinel-1 product name: what the slices of one
+    pass share (consecutive slices overlap slightly and hold the same values there)."""
+    parts = product.split("_") + ["", ""]
+    return parts[0], parts[6], parts[7]
+
+
+def same_take(product: str) -> tuple[str, str, str]:
+    """What the frames of one Sentinel-2 datatake or one Sentinel-1 pass have in common."""
+    return s2_datatake(product) if product.startswith("S2") else s1_pass(product)
+
+
 def _sensing_time(item: pystac.Item) -> dt.datetime:
     when = item.datetime or item.common_metadata.start_datetime
     if when is None:

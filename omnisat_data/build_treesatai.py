@@ -70,6 +70,9 @@ class BuildReport:
     units: int = 0
     tile_dates: int = 0
     dates: dict[str, dict[str, int]] = field(default_factory=dict)  # tile -> series -> dates written
+    # tile -> series -> {"mosaicked": frames completed from another granule or slice of their take,
+    # "dropped": takes left incomplete even mosaicked (not written)}; only tiles with either
+    completion: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     bytes_read: int = 0  # compressed bytes of the COG blocks read
     seconds: float = 0.0
 
@@ -79,6 +82,9 @@ class BuildReport:
                 "failed": self.failed, "refused_items": self.refused_items, "source_problems": self.source_problems,
                 "searches": self.searches, "units": self.units, "tile_dates": self.tile_dates,
                 "dates": dict(sorted(self.dates.items())),
+                "frames": {key: sum(c[key] for tile in self.completion.values() for c in tile.values())
+                           for key in ("mosaicked", "dropped")},
+                "completion": dict(sorted(self.completion.items())),
                 "bytes_read": self.bytes_read, "seconds": round(self.seconds, 2)}
 
 
@@ -131,10 +137,7 @@ def tile_series(frames: list) -> dict[str, Series]:
     out = {}
     for name in SERIES:
         mine = [(key, product, item, values) for key, product, item, values, series in frames if series == name]
-        if name == "s2":
-            out[name] = assemble(mine, len(S2_BANDS), with_masks=True)
-        else:
-            out[name] = assemble(mine, 2, with_masks=False)
+        out[name] = assemble(mine, len(S2_BANDS) if name == "s2" else 2, sentinel2=name == "s2")
     return out
 
 
@@ -180,6 +183,10 @@ def finish_group(group: Group, cfg: BuildConfig, source: TreeSatSource, report: 
         report.done.append(tile.name)
         report.tile_dates += sum(len(s) for s in series.values())
         report.dates[tile.name] = {name: len(s) for name, s in series.items()}
+        completion = {name: {"mosaicked": s.mosaicked, "dropped": s.dropped} for name, s in series.items()
+                      if s.mosaicked or s.dropped}
+        if completion:
+            report.completion[tile.name] = completion
 
 
 # -- 5. what spans tiles ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 from .acquisitions import Acquisition
 from .atomic import temporary_path
 from .grid import Grid
+from .mosaic import first_valid
 from .scene_read import ReadSpec, read_acquisition
 
 FOLDERS = {"s2": ("DATA_S2", "S2"), "s1-asc": ("DATA_S1A", "S1A"), "s1-des": ("DATA_S1D", "S1D")}
@@ -56,20 +57,11 @@ def daily_series(frames: list[tuple[tuple, str, np.ndarray]], channels: int, dty
         days.setdefault(int(key[0].strftime("%Y%m%d")), []).append((item, values))
     dates, data, items = [], [], []
     for day in sorted(days):
-        mosaic = days[day][0][1].copy()
-        used = [days[day][0][0]]
-        for item, values in days[day][1:]:
-            hole = _missing(mosaic)
-            if not hole.any():
-                break
-            fill = hole & ~_missing(values)
-            if fill.any():
-                mosaic[:, fill] = values[:, fill]
-                used.append(item)
+        mosaic, used = first_valid([values for _, values in days[day]], _missing)
         if not _missing(mosaic).any():
             dates.append(day)
             data.append(mosaic)
-            items.append(tuple(used))
+            items.append(tuple(days[day][k][0] for k in used))
     array = np.stack(data).astype(dtype) if data else np.zeros((0, channels) + shape, dtype)
     return DailySeries(tuple(dates), array, tuple(items))
 

@@ -3,7 +3,8 @@
 Every build (TreeSatAI-TS, PASTIS-HD, own areas) runs the same steps here:
   1. `group_tiles`: tiles grouped by time window, CRS and a cell of `recipe.group_size_m`;
   2. `search_groups`: one search per group and modality; each usable acquisition keeps the tiles
-     its footprint covers (TreeSatAI-TS: one Sentinel-2 granule per datatake and tile);
+     its footprint covers (TreeSatAI-TS: one Sentinel-2 granule per datatake and tile, more only
+     where that one covers the tile in part);
   3. `split_group`: a group's tiles in batches (what is held in memory until written);
   4. `read_batches`: one unit of work per (acquisition, batch), run in a pool of worker processes or
      on a Dask cluster, a bounded window of batches in flight; each finished batch goes to the
@@ -99,11 +100,17 @@ def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], tal
     group.units = one_granule_per_datatake(found) if one_granule else [(acq, members) for acq, members, _ in found]
 
 
+FULL = 1 - 1e-9  # a footprint share at least this covers the tile
+
+
 def one_granule_per_datatake(found: list[tuple[Acquisition, list[int], list[float]]]) -> list[tuple[Acquisition, list[int]]]:
     """Units (acquisition, tiles, share of each tile its footprint covers) -> units in which each tile
     keeps, of the Sentinel-2 granules of one datatake, the one covering most of it (the first in time
     order on a tie), so that no date is read or stored twice; the released TreeSatAI-TS holds one
-    granule per date. Sentinel-1 units pass unchanged: the released files keep both slices of a pass."""
+    granule per date. Where that granule covers only part of the tile (a granule edge), the datatake's
+    other granules over the tile are kept too, so that the frame can be completed from them
+    (`treesatai_ts.assemble`). Sentinel-1 units pass unchanged: the released files keep both slices
+    of a pass."""
     best: dict[tuple, tuple[float, int]] = {}  # (datatake, tile) -> (share, position in `found`)
     for k in sorted(range(len(found)), key=lambda k: found[k][0].sort_key):
         acq, members, shares = found[k]
@@ -116,7 +123,8 @@ def one_granule_per_datatake(found: list[tuple[Acquisition, list[int], list[floa
     out = []
     for k, (acq, members, _) in enumerate(found):
         if acq.series == "s2":
-            members = [i for i in members if best[(s2_datatake(acq.product), i)][1] == k]
+            chosen = [best[(s2_datatake(acq.product), i)] for i in members]
+            members = [i for i, (share, at) in zip(members, chosen) if at == k or share < FULL]
         if members:
             out.append((acq, members))
     return out

@@ -1,7 +1,7 @@
 """The TreeSatAI-TS files of one tile, written exactly as released (datasets spec sections 2 and 7.1).
 
 `sentinel/<stem>.h5`: top-level datasets only, contiguous, uncompressed, float32 data and
-variable-length UTF-8 product names, sorted in time, no all-NaN frame. `s1-asc|s1-des/<stem>.pth`:
+variable-length UTF-8 product names, sorted in time, every value finite. `s1-asc|s1-des/<stem>.pth`:
 OmniSat's preprocessing (VV, VH, VV/(VH+1e-8), NaN filled with the frame's spatial mean). Every
 file is written under a temporary name and renamed, so a file under its final name is complete.
 """
@@ -17,7 +17,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .acquisitions import same_take
 from .atomic import temporary_path, write_bytes
+from .mosaic import first_valid
 
 S2_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 SERIES = ("s2", "s1-asc", "s1-des")
@@ -25,32 +27,70 @@ H5_NAMES = {"s2": "sen-2", "s1-asc": "sen-1-asc", "s1-des": "sen-1-des"}
 PTH_FOLDERS = ("s1-asc", "s1-des")
 
 
+MASK_CHANNELS = 10  # sen-2-masks is (T, 10, H, W) in the released files: snow, cloud, then 8 zero channels
+
+
 @dataclass(frozen=True)
 class Series:
-    """One tile's time series of one sensor, in time order."""
+    """One tile's time series of one sensor, in time order, every value finite."""
 
     products: tuple[str, ...]
     item_ids: tuple[str, ...]
     data: np.ndarray  # (T, bands, H, W) float32
-    masks: np.ndarray | None = None  # (T, 2, H, W) float32 snow, cloud (Sentinel-2 only)
+    masks: np.ndarray | None = None  # (T, 10, H, W) float32: snow, cloud probability, zeros (Sentinel-2 only)
+    mosaicked: int = 0  # frames completed from another granule / slice of the same datatake / pass
+    dropped: int = 0  # datatakes / passes that left pixels of the tile without data even mosaicked (not written)
+    empty: int = 0  # frames of scenes whose footprint touches the tile but which hold no pixel of it
 
     def __len__(self) -> int:
         return len(self.products)
 
 
-def assemble(frames: list[tuple[tuple, str, str, np.ndarray]], n_bands: int, with_masks: bool,
-             shape: tuple[int, int] = (6, 6)) -> Series:
-    """Frames (sort key, product, item id, values) -> a Series sorted in time without all-NaN frames.
+def _valid(values: np.ndarray) -> int:
+    return int(np.isfinite(values).all(axis=0).sum())
 
-    `values` holds the data bands and, for Sentinel-2, the two mask layers after them.
+
+def assemble(frames: list[tuple[tuple, str, str, np.ndarray]], n_bands: int, sentinel2: bool,
+             shape: tuple[int, int] = (6, 6)) -> Series:
+    """Frames (sort key, product, item id, values) of one sensor -> a Series sorted in time, no NaN.
+
+    `values` holds the data bands and, for Sentinel-2, the snow and cloud layers after them (if read).
+    The frames of one Sentinel-2 datatake or one Sentinel-1 pass image the same ground at the same
+    time (`same_take`). Sentinel-2 keeps one frame per datatake: its first complete granule in time
+    order, else the mosaic of its granules, the one with the most valid pixels first (its product name
+    is stored). Sentinel-1 keeps every complete slice (the released files hold both slices of a pass
+    where they overlap, with equal values); a pass with no complete slice gives the mosaic of its
+    slices. A take whose mosaic still lacks pixels is not written: the released series hold no NaN.
     """
-    kept = sorted((f for f in frames if not np.isnan(f[3][:n_bands]).all()), key=lambda f: f[0])
-    empty = np.zeros((0, n_bands) + shape, np.float32)
-    data = np.stack([f[3][:n_bands] for f in kept]).astype(np.float32) if kept else empty
-    masks = None
-    if with_masks:
-        masks = np.stack([f[3][n_bands:] for f in kept]).astype(np.float32) if kept else np.zeros((0, 2) + shape, np.float32)
-    return Series(tuple(f[1] for f in kept), tuple(f[2] for f in kept), data, masks)
+    takes: dict[tuple, list] = {}
+    empty = 0
+    for frame in sorted(frames, key=lambda f: f[0]):
+        if _valid(frame[3]) == 0:
+            empty += 1
+        else:
+            takes.setdefault(same_take(frame[1]), []).append(frame)
+    kept, mosaicked, dropped = [], 0, 0
+    full = shape[0] * shape[1]
+    for members in takes.values():
+        complete = [f for f in members if _valid(f[3]) == full]
+        if complete:
+            kept.extend(complete[:1] if sentinel2 else complete)
+            continue
+        ranked = sorted(members, key=lambda f: -_valid(f[3]))  # stable: the first in time on a tie
+        values, used = first_valid([f[3] for f in ranked])
+        if _valid(values) == full:
+            kept.append(ranked[0][:3] + (values,))
+            mosaicked += len(used) > 1
+        else:
+            dropped += 1
+    kept.sort(key=lambda f: f[0])
+    data = np.zeros((len(kept), n_bands) + shape, np.float32)
+    masks = np.zeros((len(kept), MASK_CHANNELS) + shape, np.float32) if sentinel2 else None
+    for k, (_, _, _, values) in enumerate(kept):
+        data[k] = values[:n_bands]
+        if sentinel2:
+            masks[k, : values.shape[0] - n_bands] = values[n_bands:]
+    return Series(tuple(f[1] for f in kept), tuple(f[2] for f in kept), data, masks, mosaicked, dropped, empty)
 
 
 def write_h5(path: Path, s2: Series, asc: Series, des: Series) -> None:

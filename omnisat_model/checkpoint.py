@@ -1,6 +1,6 @@
 """Checkpoints: reference (gastruc/OmniSat) state-dict names <-> ours, saving and strict loading.
 
-Reference names are listed in `shared/spec/state_dict_*.txt`. The mapping is a pure function of the
+Reference names are listed in `tests/data/state-dicts/state_dict_*.txt`. The mapping is a pure function of the
 key (plus the depth, which says which `blocks.<i>` is the cross block), so it runs both ways and is
 tested on every key of every preset. Loading is always `weights_only=True` onto the CPU.
 """

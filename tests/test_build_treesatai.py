@@ -19,7 +19,7 @@ import torch
 from pyproj import Transformer
 
 from conftest import recipe_for
-from world_truth import expected_s1, expected_s2_series
+from world_truth import check_series_file
 from omnisat_data.acquisitions import Acquisition, s2_datatake
 from omnisat_data.build_treesatai import BuildConfig, build_treesatai, carve_val
 from omnisat_data.series_units import one_granule_per_datatake
@@ -27,9 +27,10 @@ from omnisat_data.treesatai_tree import read_treesatai
 from omnisat_data.treesatai_ts import assemble, pth_tensor
 from omnisat_data.world.config import PRESETS
 from omnisat_data.world.field import Field
+from omnisat_data.world.make import make_world, plan_world
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT.parent / "shared" / "data" / "treesatai-ts-sample" / "Abies_alba_1_1005_WEFL_NLF.h5"
+SAMPLE = ROOT / "tests" / "data" / "treesatai-ts-sample" / "Abies_alba_1_1005_WEFL_NLF.h5"
 
 
 def tree_files(root: Path) -> dict[str, bytes]:
@@ -37,37 +38,48 @@ def tree_files(root: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != "build-report.json"}
 
 
-def test_values_dates_and_products_equal_the_world(built, world, plan):
-    out, report = built
-    assert report.failed == {} and len(report.done) == 8
-    field = Field(PRESETS["tiny"])
-    source = read_treesatai(world / "sources" / "treesatai")
-    year = 2022
+def check_tree(out: Path, world: Path, preset: str, year: int = 2022) -> dict[str, int]:
+    """Every tile of a build against the world's truth (world_truth.check_series_file); totals."""
+    plan = plan_world(PRESETS[preset])
+    field = Field(PRESETS[preset])
     s2 = [s for s in plan.s2 if s.datetime.year == year]
     s1 = [s for s in plan.s1 if s.start.year == year]
-    checked = duplicates = 0
-    for tile in source.tiles:
-        with h5py.File(out / "sentinel" / f"{tile.name}.h5", "r") as f:
-            # Sentinel-2: every datatake of the year with data over the tile, in time order, one granule each
-            frames, dropped = expected_s2_series(field, s2, tile.sentinel)
-            duplicates += dropped
-            assert [p.decode() for p in f["sen-2-products"][()]] == [s.product for s, _ in frames]
-            data, masks = f["sen-2-data"][()], f["sen-2-masks"][()]
-            want = np.stack([e for _, e in frames])
-            np.testing.assert_array_equal(np.isnan(data), np.isnan(want[:, :10]))
-            # Written values are the interpolation rounded to whole DN / percent.
-            assert np.nanmax(np.abs(data - want[:, :10])) <= 0.5 + 1e-6
-            assert np.nanmax(np.abs(masks - want[:, 10:])) <= 0.5 + 1e-6
-            assert (data[~np.isnan(data)] == np.rint(data[~np.isnan(data)])).all()
-            for series, direction in (("sen-1-asc", "ascending"), ("sen-1-des", "descending")):
-                scenes = sorted((s for s in s1 if s.direction == direction), key=lambda s: (s.start, s.item_id))
-                frames = [(s, expected_s1(field, s, tile.sentinel)) for s in scenes]
-                frames = [(s, e) for s, e in frames if not np.isnan(e).all()]
-                assert [p.decode() for p in f[f"{series}-products"][()]] == [s.item_id for s, _ in frames]
-                np.testing.assert_allclose(f[f"{series}-data"][()], np.stack([e for _, e in frames]), rtol=2e-6)
-                checked += len(frames)
-    assert checked > 8 * 10
-    assert duplicates > 0  # the tiny world's tiles lie where two MGRS granules overlap: the rule is exercised
+    totals: dict[str, int] = {}
+    for tile in read_treesatai(world / "sources" / "treesatai").tiles:
+        counts = check_series_file(out / "sentinel" / f"{tile.name}.h5", field, s2, s1, tile.sentinel)
+        for key, value in counts.items():
+            totals[key] = totals.get(key, 0) + value
+        for series in ("s1-asc", "s1-des"):
+            assert torch.isfinite(torch.load(out / series / f"{tile.name}.pth", weights_only=True)).all()
+    return totals
+
+
+def test_values_dates_and_products_equal_the_world(built, world):
+    out, report = built
+    assert report.failed == {} and len(report.done) == 8
+    totals = check_tree(out, world, "tiny")
+    assert totals["checked"] > 8 * 10
+    assert totals["duplicates"] > 0  # the tiny world's tiles lie where two MGRS granules overlap: the rule is exercised
+
+
+@pytest.fixture(scope="module")
+def edges(tmp_path_factory):
+    """The 'edges' world (tiles across a granule edge and a swath edge) and its TreeSatAI-TS build."""
+    root = tmp_path_factory.mktemp("edges")
+    make_world(root / "world", PRESETS["edges"], workers=2)
+    cfg = BuildConfig(root / "world" / "sources" / "treesatai", recipe_for(str(root / "world" / "stac" / "items.ndjson")),
+                      root / "treesatai-ts", workers=0)
+    return root / "world", cfg.out, build_treesatai(cfg)
+
+
+def test_frames_across_granule_and_swath_edges_are_mosaicked_or_dropped(edges):
+    world, out, report = edges
+    assert report.failed == {} and len(report.done) == 8
+    totals = check_tree(out, world, "edges")
+    assert totals["mosaicked"] > 0 and totals["dropped"] > 0  # both cases are exercised
+    frames = report.to_dict()["frames"]
+    assert frames == {"mosaicked": totals["mosaicked"], "dropped": totals["dropped"]}
+    assert sum(c["s2"]["mosaicked"] for c in report.completion.values()) == totals["mosaicked"]
 
 
 def test_tile_dates_are_sorted(built):
@@ -81,18 +93,32 @@ def test_tile_dates_are_sorted(built):
                 assert starts == sorted(starts)
 
 
-def test_assemble_keeps_duplicate_slices_and_drops_empty_frames():
+def test_assemble_completes_frames_within_a_take_and_writes_no_nan():
     nan = np.full((2, 6, 6), np.nan, np.float32)
-    one = np.ones((2, 6, 6), np.float32)
-    part = one.copy()
-    part[:, 0, 0] = np.nan
-    t = "S1A_IW_GRDH_1SDV_20220102T054112_20220102T054137_0_0_{}"
-    frames = [((2, t.format("B")), t.format("B"), "b", one), ((1, t.format("A")), t.format("A"), "a", part),
-              ((3, "x"), "x", "x", nan)]
-    series = assemble(frames, 2, with_masks=False)
-    assert series.products == (t.format("A"), t.format("B")) and series.item_ids == ("a", "b")
-    assert series.data.shape == (2, 2, 6, 6) and np.isnan(series.data[0, :, 0, 0]).all()
-    assert pth_tensor(series.data)[0, 0, 0, 0] == 1.0  # NaN filled with the frame's mean, as OmniSat does
+    one, two = np.ones((2, 6, 6), np.float32), np.full((2, 6, 6), 2, np.float32)
+    west, east = one.copy(), two.copy()
+    west[:, :, 3:] = np.nan
+    east[:, :, :2] = np.nan
+    s1 = "S1A_IW_GRDH_1SDV_20220102T0541{:02d}_20220102T054137_000123_{}_{}"
+    frames = [
+        ((2, "b"), s1.format(37, "00AAAA", "B"), "b", one),  # a complete slice ...
+        ((1, "a"), s1.format(12, "00AAAA", "A"), "a", west),  # ... makes the partial slice of its pass redundant
+        ((3, "c"), s1.format(50, "00BBBB", "C"), "c", west),  # a pass of two partial slices: their mosaic,
+        ((4, "d"), s1.format(55, "00BBBB", "D"), "d", east),  # named after the one with more valid pixels
+        ((5, "e"), s1.format(59, "00CCCC", "E"), "e", west),  # a pass no slice completes: dropped
+        ((6, "x"), s1.format(59, "00DDDD", "X"), "x", nan),  # no pixel over the tile
+    ]
+    series = assemble(frames, 2, sentinel2=False)
+    assert series.item_ids == ("b", "d") and (series.mosaicked, series.dropped, series.empty) == (1, 1, 1)
+    np.testing.assert_array_equal(series.data[1], np.where(np.isnan(east), one, two))
+    assert np.isfinite(series.data).all() and series.masks is None
+    s2 = "S2A_MSIL2A_20220513T104031_N0400_R108_T32{}_20220513T135731"
+    both = [((1, "ulu"), s2.format("ULU"), "ulu", np.concatenate([west, west[:1] * 0 + 7])),
+            ((2, "umu"), s2.format("UMU"), "umu", np.concatenate([east, east[:1] * 0 + 9]))]
+    series = assemble(both, 2, sentinel2=True)
+    assert series.item_ids == ("umu",) and series.mosaicked == 1  # the granule with more valid pixels names it
+    assert series.masks.shape == (1, 10, 6, 6) and not series.masks[:, 1:].any()
+    np.testing.assert_array_equal(series.masks[0, 0], np.where(np.isnan(east[0]), 7, 9))
 
 
 def test_each_tile_keeps_one_granule_per_sentinel2_datatake():
@@ -122,7 +148,9 @@ def test_h5_matches_the_real_sample_format(built):
             assert h5py.check_string_dtype(b.dtype) == h5py.check_string_dtype(a.dtype), k
             assert b.id.get_create_plist().get_layout() == a.id.get_create_plist().get_layout() == h5py.h5d.CONTIGUOUS
             assert b.compression is None and b.ndim == a.ndim, k
-        assert f["sen-2-masks"].shape[1:] == (2, 6, 6) and f["sen-2-data"].shape[1:] == (10, 6, 6)
+        for k in ("sen-2-data", "sen-2-masks", "sen-1-asc-data", "sen-1-des-data"):
+            assert f[k].shape[1:] == ref[k].shape[1:], k  # masks (T, 10, 6, 6): snow, cloud, then zeros
+        assert not ref["sen-2-masks"][:, 2:].any() and not f["sen-2-masks"][:, 2:].any()
         for series in ("s1-asc", "s1-des"):
             data = f[f"sen-1-{series[3:]}-data"][()]
             t = torch.load(out / series / path.name.replace(".h5", ".pth"), weights_only=True)

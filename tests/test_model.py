@@ -19,7 +19,7 @@ from omnisat_model.decoders import select_dates
 from omnisat_model.masking import mask_from_noise
 from omnisat_model.model import OmniSatClassifier, OmniSatPretraining
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec"
+SPEC = Path(__file__).resolve().parent / "data" / "state-dicts"
 
 
 def count(model: torch.nn.Module, trainable: bool = False) -> int:
@@ -41,7 +41,7 @@ def test_parameter_counts_equal_the_reference(name, modalities, kind, total, tra
 
 
 def reference_listings() -> dict[str, dict[str, tuple[int, ...]]]:
-    """The `## ...` sections of shared/spec/state_dict_*.txt: key -> shape."""
+    """The `## ...` sections of tests/data/state-dicts/state_dict_*.txt: key -> shape."""
     sections: dict[str, dict[str, tuple[int, ...]]] = {}
     for path in sorted(SPEC.glob("state_dict_*.txt")):
         title = None

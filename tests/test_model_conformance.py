@@ -1,7 +1,7 @@
-"""Our model reproduces the reference OmniSat code: every vector file in shared/conformance/.
+"""Our model reproduces the reference OmniSat code: every vector file in tests/data/conformance/.
 
 Each file holds inputs, reference weights (reference names, loaded through our converter), the
-injected mask noise and the reference outputs (see shared/conformance/README.md). Tolerance:
+injected mask noise and the reference outputs (see tests/data/README.md). Tolerance:
 max |ours - ref| / max |ref| <= 1e-5 per tensor; masks and selected dates identical. Every file
 in the folder is picked up; a section this test does not know fails loudly instead of being skipped.
 """
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from omnisat_model.checkpoint import infer_config, load_reference
 from omnisat_model.model import OmniSatClassifier, OmniSatPretraining
 
-FOLDER = Path(os.environ.get("OMNISAT_CONFORMANCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "conformance"))
+FOLDER = Path(os.environ.get("OMNISAT_CONFORMANCE_DIR", Path(__file__).resolve().parent / "data" / "conformance"))
 FILES = sorted(FOLDER.glob("*.pt")) if FOLDER.is_dir() else []
 KNOWN = {"meta", "inputs", "state_dict_pretrain", "pretrain_eval", "finetune_eval"}
 TOLERANCE = 1e-5

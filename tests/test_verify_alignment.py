@@ -19,7 +19,7 @@ from omnisat_data.verify_alignment import VerifyConfig, verify
 from omnisat_data.verify_treesatai import Layout, check_tile, tile_shift
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT.parent / "shared" / "data" / "treesatai-ts-sample"
+SAMPLE = ROOT / "tests" / "data" / "treesatai-ts-sample"
 
 
 def _waves(rng, n=20):

@@ -46,20 +46,69 @@ def expected_s2(field, scene, tile_grid):
     return np.stack(out)
 
 
-def expected_s2_series(field, scenes, tile_grid) -> tuple[list, int]:
-    """[(scene, expected_s2)] a tile's Sentinel-2 series must hold, in time order: scenes with data over
-    it, and of the granules of one datatake (same mission, sensing time and relative orbit in the
-    product name) the one with the most valid pixels, the first on a tie; and how many were dropped."""
+def _complete(values) -> bool:
+    return bool(np.isfinite(values).all())
+
+
+def _mosaic(ranked):
+    """Pixel by pixel, all channels together, from the first frame that has the pixel."""
+    out = np.full_like(ranked[0], np.nan)
+    for values in ranked:
+        hole = ~np.isfinite(out).all(axis=0)
+        take = hole & np.isfinite(values).all(axis=0)
+        out[:, take] = values[:, take]
+    return out
+
+
+def expected_s2_series(field, scenes, tile_grid) -> tuple[list, dict]:
+    """[(scene, values)] a tile's Sentinel-2 series must hold, in time order, and counts of what the rule
+    did. Of the granules of one datatake (same mission, sensing time and relative orbit in the product
+    name), the first complete one in time order; if none is complete, the mosaic of its granules with
+    the most valid pixels first (first valid value wins), named after that one, kept only if complete."""
     frames = [(s, expected_s2(field, s, tile_grid)) for s in sorted(scenes, key=lambda s: (s.datetime, s.product))]
-    frames = [(s, e) for s, e in frames if not np.isnan(e[:10]).all()]
-    best = {}
+    frames = [(s, e) for s, e in frames if np.isfinite(e).all(axis=0).any()]
+    takes: dict[tuple, list] = {}
     for s, e in frames:
         parts = s.product.split("_")
-        key, valid = (parts[0], parts[2], parts[4]), int(np.isfinite(e[:10]).sum())
-        if key not in best or valid > best[key][0]:
-            best[key] = (valid, s.product)
-    kept = [(s, e) for s, e in frames if s.product in {product for _, product in best.values()}]
-    return kept, len(frames) - len(kept)
+        takes.setdefault((parts[0], parts[2], parts[4]), []).append((s, e))
+    kept, counts = [], {"duplicates": 0, "mosaicked": 0, "dropped": 0}
+    for members in takes.values():
+        complete = [(s, e) for s, e in members if _complete(e)]
+        if complete:
+            kept.append(complete[0])
+            counts["duplicates"] += len(members) - 1
+            continue
+        ranked = sorted(members, key=lambda m: -int(np.isfinite(m[1]).all(axis=0).sum()))
+        mosaic = _mosaic([e for _, e in ranked])
+        if _complete(mosaic):
+            kept.append((ranked[0][0], mosaic))
+            counts["mosaicked"] += 1
+        else:
+            counts["dropped"] += 1
+    kept.sort(key=lambda m: (m[0].datetime, m[0].product))
+    return kept, counts
+
+
+def expected_s1_series(field, scenes, tile_grid) -> list:
+    """[(scene, values)] of one orbit direction: every complete slice (both slices of a pass where they
+    overlap); a pass with no complete slice, the mosaic of its slices if that is complete."""
+    frames = [(s, expected_s1(field, s, tile_grid)) for s in sorted(scenes, key=lambda s: (s.start, s.item_id))]
+    passes: dict[tuple, list] = {}
+    for s, e in frames:
+        if np.isfinite(e).all(axis=0).any():
+            parts = s.item_id.split("_")
+            passes.setdefault((parts[0], parts[6], parts[7]), []).append((s, e))
+    kept = []
+    for members in passes.values():
+        complete = [(s, e) for s, e in members if _complete(e)]
+        if complete:
+            kept.extend(complete)
+            continue
+        ranked = sorted(members, key=lambda m: -int(np.isfinite(m[1]).all(axis=0).sum()))
+        mosaic = _mosaic([e for _, e in ranked])
+        if _complete(mosaic):
+            kept.append((ranked[0][0], mosaic))
+    return sorted(kept, key=lambda m: (m[0].start, m[0].item_id))
 
 
 def expected_s1(field, scene, tile_grid):
@@ -88,3 +137,32 @@ def exact_area_average(src, grid: Grid, row: int, col: int) -> np.ndarray:
                 value = src.read(window=((r, r + 1), (c, c + 1)))[:, 0, 0].astype(float)
                 acc, total = acc + area * value, total + area
     return acc / total
+
+
+def check_series_file(path, field, s2_scenes, s1_scenes, tile_grid) -> dict:
+    """A TreeSatAI-TS h5 against the world: every value finite, products and values as the rules say
+    (Sentinel-2 rounded to whole DN / percent, masks (T, 10, 6, 6) with snow and cloud first);
+    returns the expected Sentinel-2 counts and the number of frames checked."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        arrays = {k: f[k][()] for k in f}
+    for key in ("sen-2-data", "sen-2-masks", "sen-1-asc-data", "sen-1-des-data"):
+        assert np.isfinite(arrays[key]).all(), f"{path.name}: {key} holds NaN or inf"
+    frames, counts = expected_s2_series(field, s2_scenes, tile_grid)
+    assert [p.decode() for p in arrays["sen-2-products"]] == [s.product for s, _ in frames], path.name
+    data, masks = arrays["sen-2-data"], arrays["sen-2-masks"]
+    assert masks.shape == (len(frames), 10) + tile_grid.shape and not masks[:, 2:].any()
+    if frames:
+        want = np.stack([e for _, e in frames])
+        assert np.abs(data - want[:, :10]).max() <= 0.5 + 1e-6
+        assert np.abs(masks[:, :2] - want[:, 10:]).max() <= 0.5 + 1e-6
+        assert (data == np.rint(data)).all()
+    checked = len(frames)
+    for series, direction in (("sen-1-asc", "ascending"), ("sen-1-des", "descending")):
+        kept = expected_s1_series(field, [s for s in s1_scenes if s.direction == direction], tile_grid)
+        assert [p.decode() for p in arrays[f"{series}-products"]] == [s.item_id for s, _ in kept], path.name
+        if kept:
+            np.testing.assert_allclose(arrays[f"{series}-data"], np.stack([e for _, e in kept]), rtol=2e-6)
+        checked += len(kept)
+    return {**counts, "checked": checked}

@@ -40,6 +40,7 @@ class WorldConfig:
     )
     s2_revisit_days: int = 20  # per relative orbit (5 in reality; sparser for speed)
     s2_margin: float = 120.0  # scene extent = AOI + margin ("reduced extent for speed")
+    s2_swath_edge: float = 0.15  # relative orbit 8 images only east of this fraction of the AOI (at its top)
     snow_months: tuple[int, ...] = (1, 2, 12)
     # Sentinel-1: (relative orbit, direction, UTC time of day)
     s1_orbits: tuple[tuple[int, str, str], ...] = ((117, "ascending", "17:08:41"), (66, "descending", "05:41:12"))
@@ -104,6 +105,24 @@ PRESETS: dict[str, WorldConfig] = {
         aerial_sheet_size=150.0,
         tiles_per_sheet=4,
         pastis_patches=(1, 1),
+    ),
+    # The tiny world moved onto the east edge of MGRS tile 32ULU, with a 32UMU granule overlapping it by
+    # only 20 m and orbit 8's swath edge across the first sheet: tiles whose Sentinel-2 frames only a
+    # mosaic of granules completes, and frames no granule completes.
+    "edges": WorldConfig(
+        aoi_left=409620.0,
+        aoi_size=3000.0,
+        forest_width=600.0,
+        aerial_years=(2022,),
+        s2_tiles=(MgrsTile("32ULU", 300000.0, 5400000.0, (8, 108)), MgrsTile("32UMU", 409780.0, 5400000.0, (108,))),
+        s2_swath_edge=0.02,
+        s2_revisit_days=30,
+        s1_revisit_days=36,
+        s1_duplicate_every=3,
+        aerial_sheets=2,
+        aerial_sheet_size=150.0,
+        tiles_per_sheet=4,
+        pastis_patches=(0, 0),
     ),
 }
 

@@ -145,7 +145,7 @@ def plan_s2(cfg: WorldConfig) -> list[S2Scene]:
                 baseline = _baseline(day)
                 product = f"{platform}_MSIL2A_{stamp}_N{baseline.replace('.', '')}_R{orbit:03d}_T{tile.name}_{processed}"
                 item_id = f"{platform}_MSIL2A_{stamp}_R{orbit:03d}_T{tile.name}_{processed}"
-                edge = cfg.aoi_left + 0.15 * cfg.aoi_size if orbit == 8 else None
+                edge = cfg.aoi_left + cfg.s2_swath_edge * cfg.aoi_size if orbit == 8 else None
                 scenes.append(S2Scene(item_id, product, platform.replace("S2", "Sentinel-2"), tile.name, orbit, when,
                                       baseline, grid, _shift(rng, cfg), Weather.random(rng, day.month, cfg.snow_months),
                                       edge))

@@ -78,7 +78,11 @@ def s2_valid_polygon(scene: S2Scene, aoi_top: float) -> Polygon:
     # valid where x > edge - 0.25 (y - aoi_top)
     x_top = scene.swath_edge - 0.25 * (top - aoi_top)
     x_bottom = scene.swath_edge - 0.25 * (bottom - aoi_top)
-    return fp.intersection(Polygon([(x_top, top), (right + 1, top), (right + 1, bottom), (x_bottom, bottom)]))
+    if min(x_top, x_bottom) >= right:
+        return Polygon()
+    # the half-plane east of the edge, as a parallelogram reaching past the grid (valid whatever the slope)
+    reach = right + 1 - min(x_top, x_bottom)
+    return fp.intersection(Polygon([(x_top, top), (x_top + reach, top), (x_bottom + reach, bottom), (x_bottom, bottom)]))
 
 
 def s2_item(scene: S2Scene, cloud_cover: float, aoi_top: float, style: str = "planetary-computer") -> pystac.Item:
