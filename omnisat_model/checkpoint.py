@@ -313,6 +313,11 @@ def infer_config(state: dict[str, Tensor], base: Literal["treesatai-ts", "pastis
 
 
 FORMAT = "omnisat-toolkit"
+# Our checkpoint, written by `omnisat train` (with its training state) and by `convert-checkpoint`:
+#   format: FORMAT, kind: Kind, config: OmniSatConfig as a dict, state_dict: our parameter names,
+#   num_classes (classifiers), and for training runs optimizer, scheduler, epoch, state, rng,
+#   train_config. The trainer's checkpoints of version 0.1 (model weights under "model") still read.
+TRAINING_KEYS = ("optimizer", "scheduler", "epoch", "state", "rng", "train_config")
 
 
 def build_model(kind: Kind, config: OmniSatConfig, num_classes: int | None = None) -> nn.Module:
@@ -325,26 +330,47 @@ def build_model(kind: Kind, config: OmniSatConfig, num_classes: int | None = Non
     return OmniSatClassifier(config, num_classes, head_norm=kind == "scratch-classifier")
 
 
-def save_model(path: str | Path, model: nn.Module, **extra) -> None:
-    """Our checkpoint: config + kind + state dict (+ anything JSON-like, e.g. the epoch), written atomically."""
+def model_payload(model: nn.Module) -> dict:
+    """The model part of our checkpoint: format, kind, config, state dict (on the CPU), classes."""
     kind = model_kind(model)
     payload = {"format": FORMAT, "kind": kind, "config": config_to_dict(model.config),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **extra}
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     if kind != "pretraining":
         payload["num_classes"] = model.head.out_features
-    save(path, payload)
+    return payload
+
+
+def save_model(path: str | Path, model: nn.Module, **extra) -> None:
+    """Our checkpoint of `model` (+ anything JSON-like, e.g. where it was converted from), atomically."""
+    save(path, {**model_payload(model), **extra})
 
 
 def is_ours(payload: dict) -> bool:
-    return isinstance(payload, dict) and payload.get("format") == FORMAT
+    return isinstance(payload, dict) and (payload.get("format") == FORMAT or _legacy_trainer(payload))
+
+
+def _legacy_trainer(payload: dict) -> bool:
+    return isinstance(payload, dict) and {"model", "config", "kind", "optimizer"} <= set(payload)
+
+
+def read_ours(path: str | Path) -> dict:
+    """One of our checkpoints (converted or trained), with its weights under "state_dict"."""
+    payload = read(path)
+    if not is_ours(payload):
+        raise CheckpointError(f"{path}: not an {FORMAT} checkpoint (convert reference ones with "
+                              "`omnisat convert-checkpoint`)")
+    if _legacy_trainer(payload):
+        payload = {**{k: v for k, v in payload.items() if k != "model"}, "format": FORMAT, "state_dict": payload["model"]}
+    return payload
 
 
 def load_model(path: str | Path) -> nn.Module:
     """Rebuild and strictly load one of our checkpoints (on the CPU)."""
-    payload = read(path)
-    if not is_ours(payload):
-        raise CheckpointError(f"{path}: not an {FORMAT} checkpoint (convert reference ones with `omnisat convert-checkpoint`)")
-    model = build_model(payload["kind"], config_from_dict(payload["config"]), payload.get("num_classes"))
+    payload = read_ours(path)
+    try:
+        model = build_model(payload["kind"], config_from_dict(payload["config"]), payload.get("num_classes"))
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: its config does not describe a model ({error})") from None
     load_strict(model, payload["state_dict"], str(path))
     return model
 

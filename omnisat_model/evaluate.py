@@ -13,31 +13,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import config_from_dict
+from .checkpoint import CheckpointError, load_model
 from .data_treesatai import GENERA, DataError, TreeSatTS, collate
 from .metrics import counts, f1_scores
-from .model import OmniSatClassifier, OmniSatPretraining
+from .model import OmniSatClassifier
 from .train import TrainError, read_checkpoint, to_device
 
 
 def _load(checkpoint: Path, data: Path | None):
+    """The model of any of our checkpoints (trained, or converted from the reference), and its data."""
     payload = read_checkpoint(checkpoint)
+    try:
+        model = load_model(checkpoint)
+    except CheckpointError as error:
+        raise TrainError(str(error)) from None
     train_config = payload.get("train_config", {})
-    config = config_from_dict(payload["config"])
-    if payload.get("kind") == "classifier":
-        model = OmniSatClassifier(config, payload.get("num_classes") or len(GENERA))
-    else:
-        model = OmniSatPretraining(config)
-    model.load_state_dict(payload["model"])
     root = Path(data or train_config.get("data", ""))
     if not str(root) or not root.is_dir():
-        raise TrainError(f"{checkpoint}: dataset {root} not found (pass --data)")
-    return model.eval(), config, root, train_config
+        raise TrainError(f"{checkpoint}: dataset {root or '(none recorded)'} not found (pass --data)")
+    return model.eval(), model.config, root, train_config
+
+
+def _is_pastis(config, train_config: dict) -> bool:
+    """PASTIS-HD: the trained preset says so; a converted checkpoint, its 32 x 32 patch grid."""
+    model = str(train_config.get("model", ""))
+    return model.startswith("pastis-hd") if model else config.grid == (32, 32)
 
 
 def _loader(root: Path, split: str, config, train_config: dict, batch_size: int):
     try:
-        if str(train_config.get("model", "")).startswith("pastis-hd"):
+        if _is_pastis(config, train_config):
             from .data_pastis import PastisHD
 
             folds = {k: tuple(v) for k, v in train_config["folds"].items()} if train_config.get("folds") else None

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import CheckpointError, config_to_dict, load_strict, read, save
+from .checkpoint import TRAINING_KEYS, CheckpointError, load_strict, model_payload, read_ours, save
 from .config import OmniSatConfig, preset
 from .data_treesatai import GENERA, DataError, TreeSatTS, collate
 from .metrics import counts, f1_scores
@@ -269,7 +269,7 @@ def build(cfg: TrainConfig, config: OmniSatConfig) -> nn.Module:
         trained = payload.get("train_config", {}).get("model")
         if trained is not None and trained != cfg.model:
             raise TrainError(f"{cfg.init}: a {trained} checkpoint; this run builds {cfg.model} (set model = \"{trained}\")")
-        state = {k[len("encoder."):]: v for k, v in payload["model"].items() if k.startswith("encoder.")}
+        state = {k[len("encoder."):]: v for k, v in payload["state_dict"].items() if k.startswith("encoder.")}
         # keep the projectors of this run's modalities (fine-tuning on a subset of the pretrained ones)
         wanted = model.encoder.state_dict()
         missing = sorted(set(wanted) - set(state))
@@ -285,15 +285,16 @@ def build(cfg: TrainConfig, config: OmniSatConfig) -> nn.Module:
     return model
 
 
-def read_checkpoint(path: Path) -> dict:
+def read_checkpoint(path: Path, training: bool = False) -> dict:
+    """One of our checkpoints (checkpoint.py's schema); `training`: it must carry the training state."""
     if not Path(path).is_file():
         raise TrainError(f"{path}: checkpoint not found")
     try:
-        payload = read(path)
+        payload = read_ours(path)
     except CheckpointError as error:
         raise TrainError(str(error)) from None
-    if not isinstance(payload, dict) or "model" not in payload:
-        raise TrainError(f"{path}: not a checkpoint of `omnisat train` (convert reference ones with omnisat convert-checkpoint)")
+    if training and not set(TRAINING_KEYS) <= set(payload):
+        raise TrainError(f"{path}: holds weights but no training state to resume (start a run with --init instead)")
     return payload
 
 
@@ -363,11 +364,9 @@ def _mask_tokens(model: nn.Module) -> int:
 
 def checkpoint_payload(cfg, model, optimizer, scheduler, epoch, state) -> dict:
     core = model.module if hasattr(model, "module") else model
-    return {"model": core.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+    return {**model_payload(core), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "epoch": epoch, "state": state, "rng": torch.get_rng_state(),
-            "train_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()},
-            "config": config_to_dict(core.config), "kind": "pretraining" if cfg.task == "pretrain" else "classifier",
-            "num_classes": None if cfg.task == "pretrain" else len(class_names(cfg))}
+            "train_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}}
 
 
 def write_curves(history: list[dict], path: Path) -> None:
@@ -447,8 +446,8 @@ def prepare(cfg: TrainConfig) -> Run:
     # resume
     last = Path(cfg.out) / "last.pt"
     if cfg.resume and last.is_file():
-        payload = read_checkpoint(last)
-        (model.module if hasattr(model, "module") else model).load_state_dict(payload["model"])
+        payload = read_checkpoint(last, training=True)
+        (model.module if hasattr(model, "module") else model).load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         torch.set_rng_state(payload["rng"])
@@ -506,7 +505,7 @@ def fit(run: Run, progress=None) -> dict:
         if rt.world > 1:
             dist.barrier()
         best = read_checkpoint(out / "best.pt")
-        (model.module if hasattr(model, "module") else model).load_state_dict(best["model"])
+        (model.module if hasattr(model, "module") else model).load_state_dict(best["state_dict"])
         test = run_epoch(cfg, rt, model, data["test"][1], best["epoch"], None, "test")
         test["epoch"] = best["epoch"]
         result["test"] = test

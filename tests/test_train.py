@@ -78,8 +78,8 @@ def test_resume_continues_exactly_and_finetune_starts_from_pretraining(built, tm
     resumed = train(_cfg(built[0], tmp_path / "resumed", epochs=2, resume=True))
     assert len(first["history"]) == 1 and [h["epoch"] for h in resumed["history"]] == [0, 1]
     assert resumed["history"][1]["train"]["loss"] == whole["history"][1]["train"]["loss"]
-    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["model"]
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
