@@ -398,9 +398,13 @@ def build_grid_command(
     workers: int = typer.Option(2, help="Worker processes (0: in this process)."),
     scheduler: Optional[str] = typer.Option(None, help="Dask scheduler (tcp://HOST:PORT): run the units on its workers."),
     limit: Optional[int] = typer.Option(None, help="Build only the first N tiles (by name)."),
+    labels: Optional[Path] = typer.Option(None, help="Vector file of class polygons (any format GDAL reads, any CRS): "
+                                          "TreeSatAI-TS class fractions per tile, PASTIS-HD TARGET/INSTANCES rasters."),
+    label_field: Optional[str] = typer.Option(None, help="The field of --labels holding each polygon's class "
+                                              "(PASTIS-HD: integer class ids 1-18)."),
 ) -> None:
     """TreeSatAI-TS or PASTIS-HD for your own area: every modality fetched from STAC onto your tile grid."""
-    from omnisat_data.build_grid import GridConfig, build_grid, check_recipe, own_tiles
+    from omnisat_data.build_grid import GridConfig, build_grid, check_recipe, class_polygons, own_tiles
     from omnisat_data.executors import SchedulerError, check_scheduler
     from omnisat_data.recipe import RecipeError, load_recipe
     from omnisat_data.treesatai_tree import SourceError
@@ -425,9 +429,10 @@ def build_grid_command(
             except (ValueError, AssertionError):
                 raise ValueError(f"--bbox {bbox!r}: expected WEST,SOUTH,EAST,NORTH in degrees") from None
         cfg = GridConfig(loaded, out, tiles=tiles, bbox=box, tile_size_m=size, crs=crs, year=year, workers=workers,
-                         scheduler=scheduler, limit=limit)
+                         scheduler=scheduler, limit=limit, labels=labels, label_field=label_field)
         check_recipe(loaded)
         own = own_tiles(cfg)  # bad input fails here, before a progress bar is drawn
+        class_polygons(cfg)
         if not own.tiles:
             raise SourceError(f"{tiles or bbox}: no usable tile" + (f" ({own.problems[0][0]}: {own.problems[0][1]})"
                                                                       if own.problems else ""))

@@ -11,8 +11,10 @@ The flow, top to bottom:
      PASTIS-HD build's `add_sentinel` (one complete frame per day over the recipe's period);
   4. pastis-hd: metadata.geojson (footprints in EPSG:2154, folds 1-5 from the tile id, TILE = the
      Sentinel-2 tile the series came from) and the per-fold NORM files.
-Labels are optional and not produced here: the datasets serve pretraining, or take labels later.
-Reruns resume: complete tiles are skipped.
+Labels: with `labels` (a vector file of class polygons) and `label_field`, TreeSatAI-TS gets each
+tile's class fractions and PASTIS-HD its TARGET / INSTANCES rasters (own_labels.py); without, what the
+loaders need to read the tree for pretraining (an explicit "unlabelled" entry per tile; all-background
+targets). Reruns resume: complete tiles are skipped.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .atomic import remove_stale_temporaries, write_json
 from .build_pastis import (REPORT, PastisReport, add_sentinel, add_vhr, read_record, spot_path, with_dates,
                            write_norm)
 from .build_treesatai import BuildConfig, BuildReport, build_treesatai, is_complete
 from .own_grid import OwnTiles, fold_of, split_of, tiles_from_bbox, tiles_from_file
+from .own_labels import ClassPolygons, pastis_annotations, read_class_polygons, treesatai_labels
+from .pastis_series import save_npy
 from .recipe import Recipe, RecipeError
 from .resample import transformer
 from .series_units import Progress
@@ -47,6 +53,8 @@ class GridConfig:
     workers: int = 2
     scheduler: str | None = None
     limit: int | None = None  # first N tiles only
+    labels: Path | None = None  # vector file of class polygons (any CRS) ...
+    label_field: str | None = None  # ... and the field holding each polygon's class
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -56,6 +64,12 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError(f"[vhr].resampling {recipe.vhr.resampling!r}: VHR is put on the tile grid by area averaging (average)")
     if recipe.format == "pastis-hd":
         recipe.period_window()  # the PASTIS-HD Sentinel series are searched over it
+
+
+def class_polygons(cfg: GridConfig) -> ClassPolygons | None:
+    if (cfg.labels is None) != (cfg.label_field is None):
+        raise SourceError("--labels FILE and --label-field NAME go together")
+    return read_class_polygons(cfg.labels, cfg.label_field) if cfg.labels is not None else None
 
 
 def own_tiles(cfg: GridConfig) -> OwnTiles:
@@ -80,21 +94,23 @@ def own_tiles(cfg: GridConfig) -> OwnTiles:
 def build_grid(cfg: GridConfig, progress: Progress | None = None) -> BuildReport | PastisReport:
     check_recipe(cfg.recipe)
     own = own_tiles(cfg)
+    polygons = class_polygons(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(cfg.out)
     if cfg.recipe.format == "treesatai-ts":
-        return _treesatai_ts(cfg, own, progress)
-    return _pastis_hd(cfg, own, progress)
+        return _treesatai_ts(cfg, own, polygons, progress)
+    return _pastis_hd(cfg, own, polygons, progress)
 
 
-def _treesatai_ts(cfg: GridConfig, own: OwnTiles, progress) -> BuildReport:
+def _treesatai_ts(cfg: GridConfig, own: OwnTiles, polygons: ClassPolygons | None, progress) -> BuildReport:
     report = BuildReport()
     aerial = {t.name: cfg.out / "aerial" / f"{t.name}.tif" for t in own.tiles}
     todo = [t for t in own.tiles if not aerial[t.name].is_file() and not is_complete(cfg.out, t.name)]
     _, failed, searches = add_vhr(todo, cfg.recipe, cfg.year, aerial.__getitem__, cfg.workers, cfg.scheduler, progress)
     ready = tuple(t for t in own.tiles if t.name not in failed)
     source = TreeSatSource(
-        root=cfg.out, tiles=ready, files={t.name: aerial[t.name] for t in ready}, labels={},
+        root=cfg.out, tiles=ready, files={t.name: aerial[t.name] for t in ready},
+        labels=treesatai_labels(polygons, list(ready)),
         splits={split: tuple(f"{t.name}.tif" for t in ready if split_of(t.name) == split) for split in ("train", "test")},
         problems=own.problems)
     build = BuildConfig(cfg.out, cfg.recipe, cfg.out, cfg.workers, cfg.scheduler, year=cfg.year)
@@ -106,7 +122,7 @@ def _treesatai_ts(cfg: GridConfig, own: OwnTiles, progress) -> BuildReport:
     return report
 
 
-def _pastis_hd(cfg: GridConfig, own: OwnTiles, progress) -> PastisReport:
+def _pastis_hd(cfg: GridConfig, own: OwnTiles, polygons: ClassPolygons | None, progress) -> PastisReport:
     t0 = time.perf_counter()
     report = PastisReport(patches_total=len(own.tiles), source_problems=dict(own.problems))
     pending = [t for t in own.tiles if not spot_path(cfg.out, int(t.name)).is_file()]
@@ -124,11 +140,16 @@ def _pastis_hd(cfg: GridConfig, own: OwnTiles, progress) -> PastisReport:
         record = read_record(cfg.out, t.name)
         if record is None or not spot_path(cfg.out, int(t.name)).is_file():
             continue
+        target, instances = pastis_annotations(polygons, t)
+        parcels = len(np.unique(instances[instances > 0]))
+        save_npy(cfg.out / "ANNOTATIONS" / f"TARGET_{t.name}.npy", target)
+        save_npy(cfg.out / "INSTANCE_ANNOTATIONS" / f"INSTANCES_{t.name}.npy", instances)
         x, y = transformer(t.sentinel.crs, "EPSG:2154").transform(*zip(*own.polygons[t.name]))
         mgrs = Counter(record["s2_tiles"]).most_common(1)
         feature = {"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": [[[
             [round(a, 3), round(b, 3)] for a, b in zip(x, y)]]]},
-            "properties": {"ID_PATCH": int(t.name), "Fold": fold_of(t.name), "N_Parcel": 0, "Parcel_Cover": 0.0,
+            "properties": {"ID_PATCH": int(t.name), "Fold": fold_of(t.name), "N_Parcel": parcels,
+                           "Parcel_Cover": round(float((target[0] > 0).mean()), 4),
                            "TILE": f"t{mgrs[0][0].lower()}" if mgrs else ""}}
         features.append(with_dates(feature, record))
         folds.setdefault(fold_of(t.name), []).append(int(t.name))

@@ -301,12 +301,55 @@ def add_sentinel(tiles: list[Tile], s2_tiles: dict[str, str], recipe: Recipe, ou
     report.refused_items.update(tally.refused_items)
 
 
+# AnySat's PASTIS loader reads NORM_<modality>_patch.json for each of its modalities (lower case; "s1" is
+# the ascending series) and computes it from the data when absent, so the files must exist.
+ANYSAT_NORM = {"s2": "S2", "s1a": "S1A", "s1d": "S1D", "s1": "S1A", "spot": "SPOT"}
+
+
+def patch_array(out: Path, prefix: str, pid: int) -> np.ndarray | None:
+    path = spot_path(out, pid) if prefix == "SPOT" else out / NORM_SERIES[prefix] / f"{prefix}_{pid}.npy"
+    if not path.is_file():
+        return None
+    if prefix == "SPOT":
+        with rasterio.open(path) as src:
+            return src.read()[None]  # (1, 3, H, W): one "date"
+    return np.load(path)
+
+
+def anysat_statistics(out: Path, prefix: str, folds: dict[int, list[int]]) -> dict:
+    """{"Fold_1".."Fold_5": {"mean", "std"}} with AnySat's estimator (the mean over patches of each patch's
+    per-channel mean and unbiased std over dates and pixels); a fold without patches gets the figures of
+    all patches, so that any choice of folds reads."""
+    per_patch = {}
+    for fold, ids in folds.items():
+        for pid in ids:
+            a = patch_array(out, prefix, pid)
+            if a is not None:
+                a = a.astype(np.float64)
+                per_patch[pid] = (a.mean(axis=(0, 2, 3)), a.std(axis=(0, 2, 3), ddof=1))
+    if not per_patch:
+        return {}
+
+    def average(ids) -> dict:
+        rows = [per_patch[i] for i in ids if i in per_patch] or list(per_patch.values())
+        return {"mean": [float(v) for v in np.mean([r[0] for r in rows], axis=0)],
+                "std": [float(v) for v in np.mean([r[1] for r in rows], axis=0)]}
+    return {f"Fold_{fold}": average(folds.get(fold, ())) for fold in range(1, 6)}
+
+
 def write_norm(out: Path, folds: dict[int, list[int]], overwrite: bool, report: PastisReport) -> None:
     for name, folder in NORM_SERIES.items():
         target = out / f"NORM_{name}_patch.json"
         if (overwrite or not target.is_file()) and (out / folder).is_dir():
             write_json(target, fold_statistics(out, folder, name, folds))
             report.norm_written.append(target.name)
+    for modality, prefix in ANYSAT_NORM.items():
+        target = out / f"NORM_{modality}_patch.json"
+        if overwrite or not target.is_file():
+            stats = anysat_statistics(out, prefix, folds)
+            if stats:
+                write_json(target, stats)
+                report.norm_written.append(target.name)
 
 
 def with_dates(feature: dict, record: dict) -> dict:

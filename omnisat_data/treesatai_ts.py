@@ -25,6 +25,9 @@ S2_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"
 SERIES = ("s2", "s1-asc", "s1-des")
 H5_NAMES = {"s2": "sen-2", "s1-asc": "sen-1-asc", "s1-des": "sen-1-des"}
 PTH_FOLDERS = ("s1-asc", "s1-des")
+# The labels JSON entry of a tile built without labels (own areas, for pretraining): a class no
+# TreeSatAI genus is called, so that a loader reads the tile and never mistakes it for a genus.
+UNLABELLED = "unlabelled"
 
 
 MASK_CHANNELS = 10  # sen-2-masks is (T, 10, H, W) in the released files: snow, cloud, then 8 zero channels

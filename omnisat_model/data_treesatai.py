@@ -25,6 +25,8 @@ import h5py
 import numpy as np
 import torch
 
+from omnisat_data.treesatai_ts import UNLABELLED
+
 GENERA = ("Abies", "Acer", "Alnus", "Betula", "Cleared", "Fagus", "Fraxinus", "Larix", "Picea", "Pinus", "Populus",
           "Prunus", "Pseudotsuga", "Quercus", "Tilia")
 LABEL_THRESHOLD = 0.07
@@ -46,6 +48,8 @@ def day_of_year(product: str, token: int) -> int:
 def multi_hot(entries: list, threshold: float = LABEL_THRESHOLD) -> np.ndarray:
     out = np.zeros(len(GENERA), np.float32)
     for genus, fraction in entries:
+        if genus == UNLABELLED:
+            continue
         if genus not in GENERA:
             raise DataError(f"unknown genus {genus!r} (TreeSatAI has {', '.join(GENERA)})")
         if fraction > threshold:
@@ -59,8 +63,9 @@ class TreeSatSample:
     label: np.ndarray
 
 
-def read_split(root: Path, split: str) -> list[TreeSatSample]:
-    """The tiles of a split with at least one genus above the threshold; one clear error when a file is missing."""
+def read_split(root: Path, split: str, unlabelled: bool = False) -> list[TreeSatSample]:
+    """The tiles of a split with at least one genus above the threshold (and, with `unlabelled`, the tiles
+    an own-area build marked unlabelled: pretraining samples); one clear error when a file is missing."""
     root = Path(root)
     lst = root / f"{split}_filenames.lst"
     labels_path = root / "labels" / "TreeSatBA_v9_60m_multi_labels.json"
@@ -76,7 +81,7 @@ def read_split(root: Path, split: str) -> list[TreeSatSample]:
         if file not in labels:
             raise DataError(f"{labels_path}: no labels for {file} (listed in {lst.name})")
         label = multi_hot(labels[file])
-        if label.any():
+        if label.any() or (unlabelled and [entry[0] for entry in labels[file]] == [UNLABELLED]):
             out.append(TreeSatSample(file.rsplit(".", 1)[0], label))
     return out
 
@@ -177,9 +182,9 @@ def _fill_nan(data: np.ndarray) -> np.ndarray:
 class TreeSatTS(torch.utils.data.Dataset):
     def __init__(self, root: str | Path, split: str, modalities: tuple[str, ...], train: bool = False,
                  max_dates: int = 50, reference: bool = False, seed: int = 0, label_fraction: float = 1.0,
-                 cache: str | Path | None = None, normalize: bool = False):
+                 cache: str | Path | None = None, normalize: bool = False, unlabelled: bool = False):
         self.root = Path(root)
-        self.samples = read_split(self.root, split)
+        self.samples = read_split(self.root, split, unlabelled)
         check_modalities(self.root, modalities, self.samples)
         # the packed cache holds the whole split; a label fraction selects from it
         self.packed = None

@@ -241,7 +241,7 @@ def loaders(cfg: TrainConfig, rt: Runtime) -> dict[str, tuple[TreeSatTS, torch.u
         else:
             ds = TreeSatTS(cfg.data, split, cfg.modalities, train=split == "train", max_dates=cfg.max_dates,
                            reference=cfg.reference_transforms, seed=cfg.seed, label_fraction=fraction, cache=cfg.cache,
-                           normalize=cfg.normalize)
+                           normalize=cfg.normalize, unlabelled=cfg.task == "pretrain")
         if cfg.cache is not None and rt.world > 1 and rt.main:
             dist.barrier()
         if not len(ds):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import rasterio
 from pyproj import Transformer
+from shapely.geometry import Polygon
 
 from world_truth import exact_area_average, expected_s1, expected_s2_series
 
@@ -64,8 +65,17 @@ def own_treesatai(world, tmp_path_factory):
                ({"name": "wide"}, x1, y1, 100.0),  # not a 60 m tile: left out
                ({"name": "bare"}, x0 + 2000, y0, 60.0)]  # no aerial image there: fails alone
     source = _geojson(tmp / "tiles.geojson", squares)
+    # class polygons in yet another CRS (lon/lat): a stand over half of tile a, one over all of tile c
+    to_lonlat = Transformer.from_crs(LAEA, "EPSG:4326", always_xy=True)
+    stands = [("Quercus", x0 - 40, y0 - 40, x0, y0 + 40), ("Fagus", x1 - 50, y1 - 50, x1 + 50, y1 + 50)]
+    features = [{"type": "Feature", "properties": {"genus": genus}, "geometry": {"type": "Polygon", "coordinates": [[
+        list(to_lonlat.transform(x, y)) for x, y in ((a, b), (c, b), (c, d), (a, d), (a, b))]]}}
+        for genus, a, b, c, d in stands]
+    labels = tmp / "stands.geojson"
+    labels.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     out = tmp / "treesatai-ts"
-    cfg = GridConfig(_grid_recipe(world), out, tiles=source, crs=LAEA, year=2022, workers=0)
+    cfg = GridConfig(_grid_recipe(world), out, tiles=source, crs=LAEA, year=2022, workers=0, labels=labels,
+                     label_field="genus")
     return out, build_grid(cfg), cfg
 
 
@@ -103,12 +113,26 @@ def test_own_treesatai_ts_values_equal_the_world(own_treesatai, world, plan):
                 assert np.abs(data[:, row, col] - exact_area_average(src, vhr, int(row), int(col))).max() <= 2.0
 
 
-def test_own_treesatai_ts_tree_and_resume(own_treesatai):
+def test_own_treesatai_ts_tree_labels_and_resume(own_treesatai):
     out, report, cfg = own_treesatai
+    to_laea = Transformer.from_crs("EPSG:4326", LAEA, always_xy=True)
+    stands = [(f["properties"]["genus"], Polygon([to_laea.transform(*xy) for xy in f["geometry"]["coordinates"][0]]))
+              for f in json.loads(cfg.labels.read_text())["features"]]
     names = sorted(p.stem for p in (out / "sentinel").glob("*.h5"))
     listed = sorted(line.removesuffix(".tif") for split in ("train", "val", "test")
                     for line in (out / f"{split}_filenames.lst").read_text().split())
-    assert listed == names and json.loads((out / "labels" / "TreeSatBA_v9_60m_multi_labels.json").read_text()) == {}
+    assert listed == names
+    labels = json.loads((out / "labels" / "TreeSatBA_v9_60m_multi_labels.json").read_text())
+    assert sorted(labels) == [f"{n}.tif" for n in names]
+    assert labels["mine_c.tif"] == [["Fagus", 1.0]]  # a stand over the whole tile
+    for name in names:  # each stand's share of the tile's square, computed here in the tile CRS
+        props = json.loads((out / "stac" / "items" / f"{name}.json").read_text())["properties"]
+        square = Grid(LAEA, rasterio.Affine(*props["proj:transform"]), tuple(props["proj:shape"])).footprint
+        want = {genus: stand.intersection(square).area / square.area for genus, stand in stands}
+        got = dict(labels[f"{name}.tif"])
+        assert set(got) == {g for g, share in want.items() if round(share, 4) > 0}, name
+        assert all(abs(got[g] - want[g]) < 1e-4 for g in got), (name, got, want)
+    assert 0.3 < dict(labels["mine_a.tif"])["Quercus"] < 0.7  # half of tile a, up to its snapping to 10 m
     for name in names:
         assert (out / "s1-asc" / f"{name}.pth").is_file() and (out / "aerial" / "60m" / f"{name}.tif").is_file()
     again = build_grid(cfg)
@@ -138,6 +162,22 @@ def test_own_pastis_hd_from_the_same_kind_of_file(world, tmp_path):
         assert spot.transform == patch.vhr.transform and spot.count == 3
     for name in ("S2", "S1A", "S1D"):
         assert set(json.loads((out / f"NORM_{name}_patch.json").read_text())) == {f"Fold_{props['Fold']}"}
+    # AnySat's normalisation files: every fold, its estimator (per-patch mean and unbiased std, averaged)
+    import torch
+
+    for modality, array in (("s2", ours), ("s1a", np.load(out / "DATA_S1A" / "S1A_777.npy")),
+                            ("s1", np.load(out / "DATA_S1A" / "S1A_777.npy")),
+                            ("spot", rasterio.open(out / "DATA_SPOT" / "PASTIS_SPOT6_RVB_1M00_2019" / "SPOT6_RVB_1M00_2019_777.tif").read()[None])):
+        norm = json.loads((out / f"NORM_{modality}_patch.json").read_text())
+        data = torch.from_numpy(array.astype(np.float32)).permute(1, 0, 2, 3)
+        assert sorted(norm) == [f"Fold_{k}" for k in range(1, 6)]
+        np.testing.assert_allclose(norm["Fold_1"]["mean"], data.mean(dim=(1, 2, 3)).numpy(), rtol=1e-5)
+        np.testing.assert_allclose(norm["Fold_1"]["std"], data.std(dim=(1, 2, 3)).numpy(), rtol=1e-4)
+    # unlabelled: all-background targets and no instances, as the released arrays' dtypes and shapes
+    target, instances = np.load(out / "ANNOTATIONS" / "TARGET_777.npy"), np.load(out / "INSTANCE_ANNOTATIONS" / "INSTANCES_777.npy")
+    assert target.dtype == np.uint8 and target.shape == (3, 128, 128) and not target.any()
+    assert instances.dtype == np.int64 and instances.shape == (128, 128) and not instances.any()
+    assert props["N_Parcel"] == 0 and props["Parcel_Cover"] == 0.0
 
 
 def test_bbox_grid_is_aligned():
@@ -165,3 +205,81 @@ def test_pastis_hd_grid_must_be_utm(world, tmp_path):
                         str(ROOT / "recipes" / "pastis-hd-demo.toml"), "--bbox", "7.6,48.58,7.61,48.59",
                         "--crs", LAEA, "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and "UTM grid" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def _own_tile(left: float, top: float, size: float, crs: str = "EPSG:32632"):
+    from omnisat_data.own_grid import make_tile
+
+    return make_tile("t", left + size / 2, top - size / 2, crs, size, 0.2 if size == 60 else 1.0, 2022)
+
+
+def _polygon_file(path: Path, polygons: list[tuple[object, list]], crs: str = "EPSG:32632") -> Path:
+    features = [{"type": "Feature", "properties": {"cls": value}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+                for value, ring in polygons]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features,
+                                "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:{crs.replace(':', '::')}"}}}))
+    return path
+
+
+def test_class_fractions_are_the_polygons_area_shares(tmp_path):
+    from omnisat_data.own_labels import class_fractions, read_class_polygons, treesatai_labels
+
+    left, top = 500000.0, 5400000.0
+    tile = _own_tile(left, top, 60.0)
+    rect = lambda a, b, c, d: [[a, b], [c, b], [c, d], [a, d], [a, b]]  # noqa: E731
+    path = _polygon_file(tmp_path / "classes.geojson", [
+        ("Picea", rect(left, top - 60, left + 30, top)),  # the western half: 0.5
+        ("Fagus", [[left + 30, top], [left + 60, top], [left + 60, top - 30], [left + 30, top]]),  # a triangle: 0.125
+        ("Picea", rect(left + 54, top - 66, left + 66, top - 54)),  # 6 x 6 m of a square across the corner: 0.01
+        ("Abies", rect(left + 100, top - 60, left + 160, top)),  # another tile's
+    ])
+    polygons = read_class_polygons(path, "cls")
+    assert class_fractions(polygons, tile) == [["Picea", 0.51], ["Fagus", 0.125]]
+    assert treesatai_labels(None, [tile]) == {"t.tif": [["unlabelled", 1.0]]}
+
+
+def test_parcel_rasters_equal_an_independent_rasterisation(tmp_path):
+    from shapely import contains_xy
+
+    from omnisat_data.own_labels import pastis_annotations, read_class_polygons
+
+    left, top = 600000.0, 5300000.0
+    tile = _own_tile(left, top, 1280.0)
+    rng = np.random.default_rng(3)
+    parcels = []
+    for k in range(12):  # irregular quadrilaterals, a few reaching out of the patch
+        cx, cy = rng.uniform(left + 100, left + 1180), rng.uniform(top - 1180, top - 100)
+        r = rng.uniform(60, 250, 4)
+        angles = np.sort(rng.uniform(0, 2 * np.pi, 4))
+        ring = [[float(cx + r[i] * np.cos(a)), float(cy + r[i] * np.sin(a))] for i, a in enumerate(angles)]
+        parcels.append((int(rng.integers(1, 19)), ring + [ring[0]]))
+    parcels.append((5, [[left + 1200, top - 200], [left + 1600, top - 200], [left + 1600, top - 400], [left + 1200, top - 400],
+                        [left + 1200, top - 200]]))  # 80 of its 400 m width inside: void
+    target, instances = pastis_annotations(read_class_polygons(_polygon_file(tmp_path / "p.geojson", parcels), "cls"), tile)
+    assert target.shape == (3, 128, 128) and target.dtype == np.uint8 and instances.dtype == np.int64
+    assert (target == target[0]).all()
+    x, y = tile.sentinel.pixel_centres()
+    want_class, want_id = np.zeros((128, 128), np.uint8), np.zeros((128, 128), np.int64)
+    square = Polygon([(left, top), (left + 1280, top), (left + 1280, top - 1280), (left, top - 1280)])
+    for k, (value, ring) in enumerate(parcels):  # later polygons win, as in the file's order
+        polygon = Polygon(ring)
+        inside = contains_xy(polygon, x, y)
+        void = polygon.intersection(square).area < 0.5 * polygon.area
+        want_class[inside] = 19 if void else value
+        want_id[inside] = k + 1
+    np.testing.assert_array_equal(target[0], want_class)
+    np.testing.assert_array_equal(instances, want_id)
+    assert (target[0] == 19).any() and len(np.unique(want_id)) > 10
+
+
+@pytest.mark.parametrize("value, message", [("maize", "not a PASTIS class id"), (25, "not a PASTIS class id")])
+def test_pastis_labels_must_be_class_ids(tmp_path, value, message):
+    from omnisat_data.own_labels import pastis_annotations, read_class_polygons
+    from omnisat_data.treesatai_tree import SourceError
+
+    left, top = 600000.0, 5300000.0
+    path = _polygon_file(tmp_path / "p.geojson", [(value, [[left, top], [left + 500, top], [left + 500, top - 500], [left, top]])])
+    with pytest.raises(SourceError, match=message):
+        pastis_annotations(read_class_polygons(path, "cls"), _own_tile(left, top, 1280.0))
+    with pytest.raises(SourceError, match="no field 'crop'"):
+        read_class_polygons(path, "crop")
