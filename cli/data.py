@@ -286,7 +286,7 @@ def verify_alignment_command(
     dataset: Path = typer.Argument(..., help="Built dataset folder (or a flat folder of <stem>.tif/.h5/.pth)."),
     format: str = typer.Option("treesatai-ts", "--format", help="Dataset format: treesatai-ts or pastis-hd."),
     report: Optional[Path] = typer.Option(None, help="JSON report (default DATASET/alignment/report.json)."),
-    png: Optional[Path] = typer.Option(None, help="Folder for the pictures (default DATASET/alignment/)."),
+    png: Optional[Path] = typer.Option(None, help="Folder for the pictures (default: beside the report)."),
     max_shift_px: float = typer.Option(0.5, help="Scenes and tiles over this shift (10 m pixels) fail."),
     good_px: float = typer.Option(0.2, help="Shifts under this count as good."),
     sample: Optional[int] = typer.Option(None, help="Check only N tiles (a deterministic sample)."),

@@ -30,7 +30,7 @@ from shapely.geometry import box, shape
 
 from .atomic import place_copy, remove_stale_temporaries, write_json
 from .executors import executor
-from .catalog.search import Catalog, CatalogError, Search, open_catalog
+from .catalog.search import Catalog, CatalogError, Search, cached_catalog
 from .cog import write_gtiff
 from .grid import Grid, crs_string
 from .pastis_series import FOLDERS, daily_series, pastis_unit, s2_tile, save_npy, series_path
@@ -160,7 +160,7 @@ def search_vhr(tiles: list[Tile], recipe: Recipe, catalogs: dict[str, Catalog], 
     footprints = [lonlat(t) for t in tiles]
     west, south, east, north = np.array([f.bounds for f in footprints]).T
     bbox = (float(west.min()), float(south.min()), float(east.max()), float(north.max()))
-    catalog = catalogs.setdefault(vhr.catalog, open_catalog(vhr.catalog))
+    catalog = cached_catalog(catalogs, vhr.catalog)
     out = {}
     for item in catalog.search(Search(collections=(vhr.collection,), bbox=bbox,
                                       datetime=window, filter=vhr.filter)):

@@ -23,7 +23,7 @@ import shapely
 from shapely.geometry import box, shape
 
 from .acquisitions import Acquisition, s1_acquisition, s2_acquisition, s2_datatake
-from .catalog.search import Catalog, CatalogError, Search, open_catalog
+from .catalog.search import Catalog, CatalogError, Search, cached_catalog
 from .executors import executor
 from .normalise import ItemError
 from .recipe import Recipe
@@ -81,7 +81,7 @@ def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], tal
     bbox = (float(west.min()), float(south.min()), float(east.max()), float(north.max()))
     found = []
     for source, make in ((recipe.s2, s2_acquisition), (recipe.s1, s1_acquisition)):
-        catalog = catalogs.setdefault(source.catalog, open_catalog(source.catalog))
+        catalog = cached_catalog(catalogs, source.catalog)
         search = Search(collections=(source.collection,), bbox=bbox, datetime=group.window, filter=source.filter)
         tally.searches += 1
         for item in catalog.search(search):

@@ -28,7 +28,7 @@ class VerifyConfig:
     dataset: Path
     format: str = "treesatai-ts"
     report: Path | None = None  # default: DATASET/alignment/report.json
-    png: Path | None = None  # default: DATASET/alignment/
+    png: Path | None = None  # default: beside the report (DATASET/alignment/ when neither is given)
     max_shift_px: float = 0.5  # spec: over 0.5 px is suspect
     good_px: float = 0.2  # spec: under 0.2 px is good
     sample: int | None = None  # check this many tiles (a deterministic sample)
@@ -51,7 +51,7 @@ class VerifyConfig:
 
     @property
     def png_dir(self) -> Path:
-        return self.png or self.dataset / "alignment"
+        return self.png or self.report_path.parent
 
 
 def unit_name(unit) -> str:

@@ -110,6 +110,10 @@ def check_h5(where: str, f: h5py.File, problems: list[str]) -> dict[str, np.ndar
         empty = [k for k in range(len(data)) if np.isnan(data[k]).all()]
         if empty:
             problems.append(f"{where}: {series}-data: frame {empty[0]} is all NaN ({len(empty)} such frames)")
+        holes = [k for k in range(len(data)) if not np.isfinite(data[k]).all() and k not in empty]
+        if holes:
+            problems.append(f"{where}: {series}-data: frame {holes[0]} holds NaN or inf ({len(holes)} such frames; "
+                            "the released series hold none)")
     if "sen-2-masks" in arrays and "sen-2-data" in arrays and len(arrays["sen-2-masks"]) != len(arrays["sen-2-data"]):
         problems.append(f"{where}: sen-2-masks has {len(arrays['sen-2-masks'])} frames for "
                         f"{len(arrays['sen-2-data'])} data frames")

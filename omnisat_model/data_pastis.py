@@ -112,10 +112,11 @@ class PastisHD(torch.utils.data.Dataset):
             return chosen if self.reference else np.sort(chosen)
         return np.linspace(0, n - 1, self.max_dates).round().astype(int)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)  # see TreeSatTS.set_epoch
         props = self.features[index]
         pid = props["ID_PATCH"]
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+        rng = np.random.default_rng((self.seed, epoch, index))
         target = np.load(self.root / "ANNOTATIONS" / f"TARGET_{pid}.npy")
         out: dict = {"name": str(pid), "label": torch.from_numpy(presence(target[0]))}
         if "aerial" in self.modalities:

@@ -207,10 +207,9 @@ class TreeSatTS(torch.utils.data.Dataset):
         return len(self.samples)
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch of plain integer indices; a sampler that yields (epoch, index) keys overrides it, which is
+        what reaches persistent DataLoader workers (their copy of the dataset never sees this call)."""
         self.epoch = epoch
-
-    def _rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng((self.seed, self.epoch, index))
 
     def _dates(self, n: int, rng: np.random.Generator) -> np.ndarray:
         if n <= self.max_dates:
@@ -219,11 +218,12 @@ class TreeSatTS(torch.utils.data.Dataset):
             return rng.permutation(n)[: self.max_dates] if self.reference else np.sort(rng.permutation(n)[: self.max_dates])
         return np.linspace(0, n - 1, self.max_dates).round().astype(int)  # deterministic, spread over the year
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
         from .packed import read_tile
 
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         sample = self.samples[index]
-        rng = self._rng(index)
+        rng = np.random.default_rng((self.seed, epoch, index))
         if self.packed is not None:
             image, series = self.packed.tile(sample.name, self.modalities)
         else:

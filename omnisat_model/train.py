@@ -200,7 +200,8 @@ def all_sum(rt: Runtime, values: torch.Tensor) -> torch.Tensor:
 # -- data ----------------------------------------------------------------------------------------------
 
 class EpochSampler(torch.utils.data.Sampler):
-    """This process's share of a permutation keyed by (seed, epoch); every process sees the same one."""
+    """This process's share of a permutation keyed by (seed, epoch); every process sees the same one. It
+    yields (epoch, index) keys, so that the epoch reaches the dataset in persistent worker processes."""
 
     def __init__(self, n: int, rt: Runtime, seed: int, shuffle: bool, batch: int):
         self.n, self.rt, self.seed, self.shuffle, self.batch = n, rt, seed, shuffle, batch
@@ -218,7 +219,7 @@ class EpochSampler(torch.utils.data.Sampler):
         for g in range(0, len(order), self.batch):  # global batch g: this process takes its contiguous share
             chunk = order[g : g + self.batch]
             bounds = np.linspace(0, len(chunk), self.rt.world + 1).round().astype(int)
-            mine.extend(int(i) for i in chunk[bounds[self.rt.rank] : bounds[self.rt.rank + 1]])
+            mine.extend((self.epoch, int(i)) for i in chunk[bounds[self.rt.rank] : bounds[self.rt.rank + 1]])
         return iter(mine)
 
     def __len__(self) -> int:
@@ -468,8 +469,7 @@ def fit(run: Run, progress=None) -> dict:
         board = SummaryWriter(str(out / "tensorboard"))
     t0 = time.perf_counter()
     for epoch in range(run.start, cfg.epochs):
-        data["train"][0].set_epoch(epoch)
-        data["train"][2].set_epoch(epoch)
+        data["train"][2].set_epoch(epoch)  # the sampler's keys carry it to the dataset, in workers too
         tick = time.perf_counter()
         train_metrics = run_epoch(cfg, rt, model, data["train"][1], epoch, optimizer, "train")
         val_metrics = run_epoch(cfg, rt, model, data["val"][1], epoch, None, "val")

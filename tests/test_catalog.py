@@ -125,3 +125,20 @@ def test_unreadable_item_file_names_the_file(tmp_path):
         read_items(bad)
     with pytest.raises(CatalogError, match="not found"):
         read_items(tmp_path / "missing.ndjson")
+
+
+def test_an_item_file_is_read_once_per_build_not_per_group(world, monkeypatch, tmp_path):
+    """Every group and sensor searches the same embedded catalog: its item file is parsed once."""
+    import dataclasses
+
+    from conftest import recipe_for
+    from omnisat_data.build_treesatai import BuildConfig, dry_run
+    from omnisat_data.catalog import search
+
+    reads = []
+    real = search.read_items
+    monkeypatch.setattr(search, "read_items", lambda path: reads.append(path) or real(path))
+    recipe = dataclasses.replace(recipe_for(str(world / "stac" / "items.ndjson")), group_size_m=60.0)
+    rows, report = dry_run(BuildConfig(world / "sources" / "treesatai", recipe, tmp_path / "out", workers=0))
+    assert len(rows) >= 4 and report.searches == 2 * len(rows)  # many groups, two sensors each ...
+    assert len(reads) == 1  # ... one read of the item file

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,14 @@ def test_world_make_refuses_a_non_empty_folder(tmp_path):
     r = subprocess.run([sys.executable, "-m", "cli.data", "world", "make", str(tmp_path), "--preset", "tiny"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "is not empty" in r.stderr
+
+
+def test_readme_states_the_compile_call_train_py_makes():
+    """What the README says `--compile` does is the call in the trainer, letter for letter."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    code = (root / "omnisat_model" / "train.py").read_text()
+    calls = re.findall(r"`(torch\.compile\([^`]*\))`", readme)
+    assert calls and all(call in code for call in calls), calls

@@ -263,3 +263,30 @@ def test_recipe_tables_per_task(tmp_path):
     recipe.write_text('[train]\ndata = "d"\nout = "o"\n\n[finetun]\nepochs = 40\n')
     with pytest.raises(TrainError, match="unknown table 'finetun'"):
         load_config("finetune", recipe)
+
+
+def test_persistent_workers_see_each_epoch(built):
+    """Random crops and date subsets change with the epoch in DataLoader worker processes too, and equal
+    what one process draws (the epoch travels in the sampler's keys, not in the workers' dataset copy)."""
+    from omnisat_model.train import EpochSampler, Runtime
+
+    def epochs(workers: int) -> list[dict]:
+        ds = TreeSatTS(built[0], "train", ("aerial", "s2"), train=True, max_dates=3, seed=5)
+        sampler = EpochSampler(len(ds), Runtime(), seed=5, shuffle=True, batch=2)
+        loader = torch.utils.data.DataLoader(ds, batch_size=2, sampler=sampler, collate_fn=collate,
+                                             num_workers=workers, persistent_workers=workers > 0)
+        out = []
+        for epoch in range(2):
+            sampler.set_epoch(epoch)
+            batch = next(iter(loader))
+            out.append({"name": batch["name"], "aerial": batch["aerial"], "dates": batch["s2_dates"]})
+        return out
+
+    alone, pooled = epochs(0), epochs(2)
+    for a, b in zip(alone, pooled):
+        assert a["name"] == b["name"] and torch.equal(a["aerial"], b["aerial"]) and torch.equal(a["dates"], b["dates"])
+    # epoch 1 in the workers draws epoch 1's crop, not epoch 0's again
+    ds = TreeSatTS(built[0], "train", ("aerial", "s2"), train=True, max_dates=3, seed=5)
+    index = [s.name for s in ds.samples].index(pooled[1]["name"][0])
+    assert not torch.equal(ds[(0, index)]["aerial"], ds[(1, index)]["aerial"])
+    assert torch.equal(pooled[1]["aerial"][0], ds[(1, index)]["aerial"])

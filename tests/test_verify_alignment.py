@@ -181,6 +181,11 @@ def _plant(layout: Layout, name: str, defect: str) -> None:
     elif defect == "short pth":
         path = layout.pth["s1-asc"] / f"{name}.pth"
         torch.save(torch.load(path, weights_only=True)[:-1].clone(), path)
+    elif defect == "NaN pixel":
+        with h5py.File(h5, "r+") as f:
+            d = f["sen-2-data"][()]
+            d[2, 4, 1, 1] = np.nan
+            f["sen-2-data"][...] = d
     elif defect == "all-NaN frame":
         with h5py.File(h5, "r+") as f:
             d = f["sen-1-des-data"][()]
@@ -189,7 +194,7 @@ def _plant(layout: Layout, name: str, defect: str) -> None:
 
 
 DEFECTS = {"transform": "proj:transform", "band order": "band order", "date order": "out of order",
-           "short pth": "frames for", "all-NaN frame": "all NaN"}
+           "short pth": "frames for", "all-NaN frame": "all NaN", "NaN pixel": "holds NaN"}
 
 
 @pytest.mark.parametrize("defect", list(DEFECTS))
@@ -214,3 +219,15 @@ def test_cli_on_the_real_sample_passes_and_on_shifted_scenes_fails(built, tmp_pa
     assert r.returncode == 1 and "FAILED" in r.stdout and json.loads((tmp_path / "b.json").read_text())["summary"]["tiles"] == 6
     r = subprocess.run(base + [str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2 and "nowhere" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_pictures_go_beside_the_report_and_the_dataset_is_left_alone(built, tmp_path):
+    """With --report elsewhere (e.g. a read-only dataset), nothing is written into the dataset."""
+    before = {p: p.read_bytes() for p in sorted(built[0].rglob("*")) if p.is_file()}
+    r = subprocess.run([sys.executable, "-m", "cli.data", "verify-alignment", str(built[0]), "--report",
+                        str(tmp_path / "out" / "r.json"), "--sample", "4"], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+    assert r.returncode in (0, 1), r.stderr
+    after = {p: p.read_bytes() for p in sorted(built[0].rglob("*")) if p.is_file()}
+    assert after == before
+    assert (tmp_path / "out" / "shifts.png").is_file() and str(tmp_path / "out") in r.stdout

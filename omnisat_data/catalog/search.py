@@ -238,6 +238,14 @@ class ApiCatalog:
             raise CatalogError(f"{self.url}: search failed ({exc.__class__.__name__}: {exc})") from exc
 
 
+def cached_catalog(catalogs: dict[str, Catalog], location: str | Path) -> Catalog:
+    """The catalog at `location`, opened once per `catalogs` (an item file is read once, not per search)."""
+    key = str(location)
+    if key not in catalogs:
+        catalogs[key] = open_catalog(key)
+    return catalogs[key]
+
+
 def open_catalog(location: str | Path) -> Catalog:
     """An http(s) URL opens a STAC API; anything else is an item file for the embedded catalog."""
     text = str(location)
