@@ -43,7 +43,7 @@ class Series:
     masks: np.ndarray | None = None  # (T, 10, H, W) float32: snow, cloud probability, zeros (Sentinel-2 only)
     mosaicked: int = 0  # frames completed from another granule / slice of the same datatake / pass
     dropped: int = 0  # datatakes / passes that left pixels of the tile without data even mosaicked (not written)
-    empty: int = 0  # frames of scenes whose footprint touches the tile but which hold no pixel of it
+    empty: int = 0  # frames of scenes whose footprint touches the tile but which hold no value over it
 
     def __len__(self) -> int:
         return len(self.products)
@@ -68,7 +68,7 @@ def assemble(frames: list[tuple[tuple, str, str, np.ndarray]], n_bands: int, sen
     takes: dict[tuple, list] = {}
     empty = 0
     for frame in sorted(frames, key=lambda f: f[0]):
-        if _valid(frame[3]) == 0:
+        if not np.isfinite(frame[3]).any():
             empty += 1
         else:
             takes.setdefault(same_take(frame[1]), []).append(frame)

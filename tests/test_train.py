@@ -290,3 +290,16 @@ def test_persistent_workers_see_each_epoch(built):
     index = [s.name for s in ds.samples].index(pooled[1]["name"][0])
     assert not torch.equal(ds[(0, index)]["aerial"], ds[(1, index)]["aerial"])
     assert torch.equal(pooled[1]["aerial"][0], ds[(1, index)]["aerial"])
+
+
+def test_unlabelled_tiles_are_pretraining_samples_only(tmp_path):
+    """An own-area build without labels marks each tile [["unlabelled", 1.0]]: pretraining reads it,
+    fine-tuning does not (and tiles whose genera are all under the threshold stay out, as in the reference)."""
+    from omnisat_model.data_treesatai import read_split
+
+    (tmp_path / "labels").mkdir()
+    labels = {"a.tif": [["unlabelled", 1.0]], "b.tif": [["Picea", 0.9]], "c.tif": [["Picea", 0.05]]}
+    (tmp_path / "labels" / "TreeSatBA_v9_60m_multi_labels.json").write_text(json.dumps(labels))
+    (tmp_path / "train_filenames.lst").write_text("a.tif\nb.tif\nc.tif\n")
+    assert [s.name for s in read_split(tmp_path, "train", unlabelled=True)] == ["a", "b"]
+    assert [s.name for s in read_split(tmp_path, "train")] == ["b"]

@@ -66,7 +66,7 @@ def expected_s2_series(field, scenes, tile_grid) -> tuple[list, dict]:
     name), the first complete one in time order; if none is complete, the mosaic of its granules with
     the most valid pixels first (first valid value wins), named after that one, kept only if complete."""
     frames = [(s, expected_s2(field, s, tile_grid)) for s in sorted(scenes, key=lambda s: (s.datetime, s.product))]
-    frames = [(s, e) for s, e in frames if np.isfinite(e).all(axis=0).any()]
+    frames = [(s, e) for s, e in frames if np.isfinite(e).any()]
     takes: dict[tuple, list] = {}
     for s, e in frames:
         parts = s.product.split("_")
@@ -95,7 +95,7 @@ def expected_s1_series(field, scenes, tile_grid) -> list:
     frames = [(s, expected_s1(field, s, tile_grid)) for s in sorted(scenes, key=lambda s: (s.start, s.item_id))]
     passes: dict[tuple, list] = {}
     for s, e in frames:
-        if np.isfinite(e).all(axis=0).any():
+        if np.isfinite(e).any():
             parts = s.item_id.split("_")
             passes.setdefault((parts[0], parts[6], parts[7]), []).append((s, e))
     kept = []
