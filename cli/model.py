@@ -88,11 +88,12 @@ def _train(task: str, config: Path | None, overrides: dict) -> None:
 def _options(data: Path | None, out: Path | None, modalities: str | None, model: str | None, init: Path | None,
              epochs: int | None, batch_size: int | None, lr: float | None, precision: str | None, compile_: bool | None,
              grad_clip: float | None, accumulate: int | None, seed: int | None, workers: int | None, resume: bool | None,
-             device: str | None, label_fraction: float | None, cache: Path | None, normalize: bool | None) -> dict:
+             device: str | None, label_fraction: float | None, cache: Path | None, normalize: bool | None,
+             overwrite: bool | None) -> dict:
     return dict(data=data, out=out, modalities=tuple(modalities.split(",")) if modalities else None, model=model,
                 init=init, epochs=epochs, batch_size=batch_size, lr=lr, precision=precision, compile=compile_,
                 grad_clip=grad_clip, accumulate=accumulate, seed=seed, workers=workers, resume=resume, device=device,
-                label_fraction=label_fraction, cache=cache, normalize=normalize)
+                label_fraction=label_fraction, cache=cache, normalize=normalize, overwrite=overwrite)
 
 
 def _command(task: str):
@@ -112,7 +113,8 @@ def _command(task: str):
         accumulate: int = typer.Option(None, help="Gradient accumulation steps."),
         seed: int = typer.Option(None),
         workers: int = typer.Option(None, help="DataLoader workers per process."),
-        resume: bool = typer.Option(None, "--resume/--no-resume", help="Continue from OUT/last.pt."),
+        resume: bool = typer.Option(None, "--resume/--no-resume", help="Continue the run in OUT (from its last.pt)."),
+        overwrite: bool = typer.Option(None, "--overwrite", help="OUT holds a run: remove its files and start again."),
         device: str = typer.Option(None, help="auto, cuda or cpu."),
         label_fraction: float = typer.Option(None, help="Keep this multi-label-stratified fraction of the "
                                                          "training labels (finetune, probe), e.g. 0.1."),
@@ -122,7 +124,7 @@ def _command(task: str):
     ) -> None:
         _train(task, config, _options(data, out, modalities, model, init, epochs, batch_size, lr, precision, compile_,
                                       grad_clip, accumulate, seed, workers, resume, device, label_fraction, cache,
-                                      normalize))
+                                      normalize, overwrite))
 
     command.__doc__ = {"pretrain": "Self-supervised pretraining (masked reconstruction + contrastive).",
                        "finetune": "Fine-tune encoder and linear head on the genus labels.",

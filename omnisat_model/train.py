@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -69,7 +70,8 @@ class TrainConfig:
     normalize: bool = False  # standardise series channels with the dataset's statistics (the reference: raw)
     seed: int = 32
     workers: int = 0  # DataLoader worker processes per training process
-    resume: bool = False
+    resume: bool = False  # continue the run in `out` (its last.pt); without it an existing run is refused ...
+    overwrite: bool = False  # ... unless this: the run's own files are removed and it starts again
     device: str = "auto"
     label_fraction: float = 1.0  # finetune / probe: keep this multi-label-stratified fraction of train
     cache: Path | None = None  # packed memory-mapped copy of each split (built once); None reads the tree
@@ -91,6 +93,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "accumulate", "max_dates"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name} must be at least 1")
+        if self.resume and self.overwrite:
+            raise TrainError("--resume continues a run, --overwrite starts it again: choose one")
 
     @property
     def learning_rate(self) -> float:
@@ -363,6 +367,35 @@ def _mask_tokens(model: nn.Module) -> int:
 
 # -- checkpoints and outputs ---------------------------------------------------------------------------
 
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "test.json", "curves.png", "tensorboard")  # what a run writes
+# Fields a resumed run may change; any other must equal the run's own (one line names the first that differs).
+RESUMABLE_CHANGES = {"resume", "overwrite", "epochs", "workers", "device", "cache", "tensorboard"}
+
+
+def check_run_folder(cfg: TrainConfig, main: bool) -> None:
+    """A folder holding a run is resumed (--resume) or started again (--overwrite), never silently replaced."""
+    out = Path(cfg.out)
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    if not present:
+        return
+    if not cfg.resume and not cfg.overwrite:
+        raise TrainError(f"{out}: holds a run ({', '.join(present)}): --resume continues it, --overwrite starts "
+                         "it again (its files are removed)")
+    if cfg.overwrite and main:
+        for name in present:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def check_resumed_config(cfg: TrainConfig, payload: dict, path: Path) -> None:
+    before = payload.get("train_config", {})
+    now = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
+    for key, value in now.items():
+        old = before.get(key, value)
+        if key not in RESUMABLE_CHANGES and json.dumps(old) != json.dumps(value):
+            raise TrainError(f"{path}: the run was started with {key} = {old!r}, this one has {value!r} "
+                             "(--resume continues the same run; start a new one in another --out)")
+
 def checkpoint_payload(cfg, model, optimizer, scheduler, epoch, state) -> dict:
     core = model.module if hasattr(model, "module") else model
     return {**model_payload(core), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -396,9 +429,30 @@ def write_curves(history: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+def write_history(out: Path, history: list[dict]) -> None:
+    """metrics.jsonl rewritten from the checkpoint's history (one line per epoch, never a repeated one)."""
+    save_text(out / "metrics.jsonl", "".join(json.dumps(record) + "\n" for record in history))
+
+
+def commit_epoch(out: Path, payload: dict, better: bool) -> None:
+    """last.pt is the commit: a kill before it leaves the previous epoch whole; a kill between it and
+    best.pt leaves the best epoch = the last one, which `repair_run` copies back; metrics follow."""
+    save(out / "last.pt", payload)
+    if better:
+        save(out / "best.pt", payload)
+    write_history(out, payload["state"]["history"])
+
+
+def repair_run(out: Path, payload: dict) -> None:
+    """After a kill between the two checkpoint writes of the best epoch: best.pt from last.pt; metrics
+    from the history."""
+    best_epoch = payload["state"].get("best_epoch")
+    if best_epoch is not None and best_epoch == payload["epoch"]:
+        best = out / "best.pt"
+        held = torch.load(best, map_location="cpu", weights_only=True).get("epoch") if best.is_file() else None
+        if held != best_epoch:
+            save(best, payload)
+    write_history(out, payload["state"]["history"])
 
 
 # -- the run -------------------------------------------------------------------------------------------
@@ -421,6 +475,7 @@ def prepare(cfg: TrainConfig) -> Run:
     """setup, data, model, optimizer and resume: every bad input fails here, before the first step."""
     # setup
     rt = setup(cfg)
+    check_run_folder(cfg, rt.main)
     if rt.main:
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
 
@@ -448,6 +503,9 @@ def prepare(cfg: TrainConfig) -> Run:
     last = Path(cfg.out) / "last.pt"
     if cfg.resume and last.is_file():
         payload = read_checkpoint(last, training=True)
+        check_resumed_config(cfg, payload, last)
+        if rt.main:
+            repair_run(Path(cfg.out), payload)
         (model.module if hasattr(model, "module") else model).load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
@@ -468,7 +526,8 @@ def fit(run: Run, progress=None) -> dict:
 
         board = SummaryWriter(str(out / "tensorboard"))
     t0 = time.perf_counter()
-    for epoch in range(run.start, cfg.epochs):
+    # an early-stopped run is finished: resuming it goes straight to the test, without another epoch
+    for epoch in range(run.start, cfg.epochs if not state.get("stopped") else run.start):
         data["train"][2].set_epoch(epoch)  # the sampler's keys carry it to the dataset, in workers too
         tick = time.perf_counter()
         train_metrics = run_epoch(cfg, rt, model, data["train"][1], epoch, optimizer, "train")
@@ -477,6 +536,9 @@ def fit(run: Run, progress=None) -> dict:
         value = val_metrics[monitor]
         better = state["best"] is None or (value < state["best"] if monitor == "loss" else value > state["best"])
         state["best"], state["stale"] = (value, 0) if better else (state["best"], state["stale"] + 1)
+        if better:
+            state["best_epoch"] = epoch
+        state["stopped"] = epoch + 1 >= cfg.min_epochs and state["stale"] >= cfg.patience
         record = {"epoch": epoch, "train": train_metrics, "val": val_metrics, "lr": optimizer.param_groups[0]["lr"],
                   "seconds": round(time.perf_counter() - tick, 3),
                   "samples_per_s": round(train_metrics["samples"] / max(time.perf_counter() - tick, 1e-9), 2)}
@@ -489,14 +551,10 @@ def fit(run: Run, progress=None) -> dict:
             board.add_scalar("lr", record["lr"], epoch)
             board.flush()
         if rt.main:
-            append_jsonl(out / "metrics.jsonl", record)
-            payload = checkpoint_payload(cfg, model, optimizer, scheduler, epoch, state)
-            save(out / "last.pt", payload)
-            if better:
-                save(out / "best.pt", payload)
+            commit_epoch(out, checkpoint_payload(cfg, model, optimizer, scheduler, epoch, state), better)
         if progress:
             progress(epoch + 1, cfg.epochs, record)
-        if epoch + 1 >= cfg.min_epochs and state["stale"] >= cfg.patience:
+        if state["stopped"]:
             break
 
     # test (classifiers: the best checkpoint, as the reference)
@@ -525,7 +583,11 @@ def train(cfg: TrainConfig, progress=None) -> dict:
     return fit(prepare(cfg), progress)
 
 
-def save_json(path: Path, obj) -> None:
+def save_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def save_json(path: Path, obj) -> None:
+    save_text(path, json.dumps(obj, indent=1) + "\n")

@@ -3,6 +3,7 @@ equal to an uninterrupted run, 2-process DDP gradients equal to one process, bad
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -303,3 +304,79 @@ def test_unlabelled_tiles_are_pretraining_samples_only(tmp_path):
     (tmp_path / "train_filenames.lst").write_text("a.tif\nb.tif\nc.tif\n")
     assert [s.name for s in read_split(tmp_path, "train", unlabelled=True)] == ["a", "b"]
     assert [s.name for s in read_split(tmp_path, "train")] == ["b"]
+
+
+def _ft(built_dir, out, **kw):
+    return _cfg(built_dir, out, **{"task": "finetune", "modalities": ("s2",), "epochs": 3, "dropout": 0.0, **kw})
+
+
+def test_a_run_folder_is_resumed_or_refused_never_overwritten(built, tmp_path):
+    out = tmp_path / "run"
+    train(_ft(built[0], out, epochs=1))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    base = [sys.executable, "-m", "cli.model", "train", "finetune", "--data", str(built[0]), "--out", str(out),
+            "--model", "treesatai-ts-small", "--modalities", "s2", "--batch-size", "4", "--device", "cpu"]
+    r = subprocess.run(base + ["--epochs", "1"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 2 and "--resume" in r.stderr and "--overwrite" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing touched
+    r = subprocess.run(base + ["--epochs", "1", "--resume", "--lr", "0.5"], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 2 and "lr = " in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = subprocess.run(base + ["--epochs", "1", "--overwrite", "--seed", "4"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1  # a new history, not a second one appended
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill", ["before best.pt", "before metrics"])
+def test_a_kill_at_a_checkpoint_boundary_resumes_to_the_uninterrupted_run(built, tmp_path, monkeypatch, kill):
+    """The process dies right after last.pt of an epoch that improved (before best.pt is written), or
+    before metrics.jsonl follows: the resumed run's checkpoints, metrics and test equal a run never killed."""
+    import omnisat_model.train as trainer
+
+    whole = train(_ft(built[0], tmp_path / "whole"))
+    target = max(h["epoch"] for h in whole["history"] if h["val"]["f1_macro"] == whole["best"]["f1_macro"])
+    assert target >= 0
+
+    class Killed(BaseException):
+        pass
+
+    real_save, real_history = trainer.save, trainer.write_history
+
+    def dying_save(path, payload):
+        if Path(path).name == "best.pt" and payload["epoch"] == target:
+            raise Killed
+        real_save(path, payload)
+
+    def dying_history(out, history):
+        if history and history[-1]["epoch"] == target:
+            raise Killed
+        real_history(out, history)
+
+    if kill == "before best.pt":
+        monkeypatch.setattr(trainer, "save", dying_save)
+    else:
+        monkeypatch.setattr(trainer, "write_history", dying_history)
+    with pytest.raises(Killed):
+        train(_ft(built[0], tmp_path / "killed"))
+    monkeypatch.setattr(trainer, "save", real_save)
+    monkeypatch.setattr(trainer, "write_history", real_history)
+    resumed = train(_ft(built[0], tmp_path / "killed", resume=True))
+    assert resumed["test"] == whole["test"]
+    for name in ("last.pt", "best.pt"):
+        a = torch.load(tmp_path / "whole" / name, weights_only=True)
+        b = torch.load(tmp_path / "killed" / name, weights_only=True)
+        assert a["epoch"] == b["epoch"] and all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    lines = [json.loads(x) for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [h["epoch"] for h in whole["history"]]
+
+
+def test_resuming_an_early_stopped_run_trains_no_more_epochs(built, tmp_path):
+    cfg = _ft(built[0], tmp_path / "run", epochs=8, early_stop_patience=1, lr=0.0)  # lr 0: no change, stops at once
+    first = train(cfg)
+    assert len(first["history"]) == 2  # epoch 0 sets the best, epoch 1 is stale: stop
+    again = train(dataclasses.replace(cfg, resume=True))
+    assert len(again["history"]) == 2 and again["test"] == first["test"]
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
