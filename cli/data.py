@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -453,6 +454,30 @@ def build_grid_command(
         raise typer.Exit(1)
 
 
+DEMO_PARTIAL = ".demo-world.partial"  # where the demo world is made before it is renamed into place
+DEMO_MARK = ".made-by-omnisat-demo"  # inside DEMO_PARTIAL: proof that an interrupted one is ours to remove
+
+
+def _make_demo_world(folder: Path, world: Path) -> None:
+    """The demo world, made aside and renamed into `world` when complete: a folder of the user's is never
+    removed, only our own interrupted attempt."""
+    import shutil
+
+    if world.exists():
+        raise FileExistsError(f"{world} exists but is not a demo world (no world.json): move it away, or give "
+                              "the demo another folder")
+    partial = folder / DEMO_PARTIAL
+    if partial.exists():
+        if not (partial / DEMO_MARK).is_file():
+            raise FileExistsError(f"{partial} exists and was not made by the demo: move it away")
+        shutil.rmtree(partial)  # our own interrupted attempt
+    partial.mkdir(parents=True)
+    (partial / DEMO_MARK).write_text("an interrupted omnisat-data demo world; the next demo run removes it\n")
+    _make_world(partial / "world", "demo", None, None, None, "planetary-computer")
+    os.replace(partial / "world", world)
+    shutil.rmtree(partial)
+
+
 @app.command("demo")
 def demo(
     folder: Path = typer.Argument(DEFAULT_DEMO_DIR, help="Where the demo lives: DIR/world, DIR/treesatai-ts."),
@@ -468,11 +493,7 @@ def demo(
     recipe = Path(__file__).resolve().parent.parent / "recipes" / "demo.toml"
     try:
         if not (world / "world.json").is_file():
-            if world.exists():
-                import shutil
-
-                shutil.rmtree(world)  # an interrupted earlier run: start over
-            _make_world(world, "demo", None, None, None, "planetary-computer")
+            _make_demo_world(folder, world)
         summary = json.loads((world / "world.json").read_text())
         console.print(f"demo world {world}: " + ", ".join(f"{v} {k}" for k, v in summary["counts"].items()))
         cfg = BuildConfig(source=world / "sources" / "treesatai",

@@ -1,7 +1,7 @@
 """Files that appear under their final name only once complete: write to a temporary name, then rename.
 
-A killed process leaves at most a `.<name>.<pid>.tmp` file behind, never a truncated file under the
-real name (builds remove such leftovers when they start again).
+A killed process leaves at most a `.<name>.omnisat-<pid>.tmp` file behind, never a truncated file under
+the real name (builds remove such leftovers, and only those, when they start again).
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import shutil
 from pathlib import Path
 
 
+TEMPORARY_TAG = "omnisat-"  # in every temporary name we make: what marks a leftover as ours to remove
+
+
 def temporary_path(path: Path) -> Path:
     """Where to write `path` before renaming it (same folder, so the rename is atomic); makes the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.name}.{TEMPORARY_TAG}{os.getpid()}.tmp")
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -47,6 +50,7 @@ def place_copy(src: Path, dst: Path) -> None:
 
 
 def remove_stale_temporaries(out: Path) -> None:
-    """Temporary files of a killed run (".<name>.<pid>.tmp"): never valid, always safe to drop."""
-    for tmp in out.rglob(".*.tmp"):
+    """Our temporary files left by a killed run (".<name>.omnisat-<pid>.tmp"): never valid, always safe to
+    drop. Anyone else's ".*.tmp" is left alone."""
+    for tmp in out.rglob(f".*.{TEMPORARY_TAG}*.tmp"):
         tmp.unlink(missing_ok=True)

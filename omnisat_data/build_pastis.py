@@ -33,6 +33,7 @@ from .executors import executor
 from .catalog.search import Catalog, CatalogError, Search, cached_catalog
 from .cog import write_gtiff
 from .grid import Grid, crs_string
+from .paths import check_apart
 from .pastis_series import FOLDERS, daily_series, pastis_unit, s2_tile, save_npy, series_path
 from .pastis_tree import DATE_PROPERTIES, read_pastis
 from .recipe import Recipe, RecipeError
@@ -362,6 +363,7 @@ def with_dates(feature: dict, record: dict) -> dict:
 def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
     t0 = time.perf_counter()
     check_recipe(cfg.recipe, cfg.sentinel)
+    check_apart(cfg.out, cfg.source)
     report = PastisReport()
     source = read_pastis(cfg.source, require_dates=not cfg.sentinel)
     report.source_problems = dict(source.problems)

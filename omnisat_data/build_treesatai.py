@@ -33,6 +33,7 @@ from shapely.geometry import mapping
 from .acquisitions import Acquisition
 from .atomic import place_copy, remove_stale_temporaries, write_json, write_text
 from .catalog.search import Catalog
+from .paths import check_apart
 from .recipe import Recipe, RecipeError, series_year
 from .scene_read import ReadSpec, read_acquisition
 from .series_units import (Group, Progress, ReadTally, group_tiles, lonlat, read_batches, search_group, search_groups,
@@ -295,6 +296,8 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
     """The build; `source` instead of reading `cfg.source` (own areas: aerial tiles already in `cfg.out`),
     `report` to add to one already started."""
     t0 = time.perf_counter()
+    if source is None:
+        check_apart(cfg.out, cfg.source)
     report = report or BuildReport()
     cfg.out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(cfg.out)

@@ -1,8 +1,10 @@
-"""Names from the outside world (tile names, item ids) made safe to use as one path component."""
+"""Paths from the outside world: names (tile names, item ids) made safe as one path component, and outputs
+kept apart from inputs."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -16,3 +18,13 @@ def safe_component(name: str, what: str = "name") -> str:
     if cleaned.strip(".") == "":
         raise ValueError(f"{what} {name!r} cannot name a file")
     return cleaned
+
+
+def check_apart(out: Path, source: Path, option: str = "--source") -> None:
+    """A build never writes into what it reads: `out` must be neither `source`, nor inside it, nor hold it."""
+    o, s = Path(out).resolve(), Path(source).resolve()
+    if o == s or s in o.parents:
+        raise ValueError(f"--out {out} is {'' if o == s else 'inside '}{option} {source}: a build never writes into "
+                         "what it reads; choose another --out")
+    if o in s.parents:
+        raise ValueError(f"{option} {source} is inside --out {out}: choose an --out outside it")

@@ -254,3 +254,18 @@ def test_dask_cluster_pastis_build_equals_local_build(refetched, world, tmp_path
         return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
                 if p.is_file() and p.name != "build-report.json"}
     assert files(tmp_path / "dask") == files(out)
+
+
+def test_pastis_output_inside_the_source_is_refused(world, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    source = tmp_path / "PASTIS-R"
+    shutil.copytree(world / "sources" / "PASTIS-R", source)
+    names = sorted(str(p.relative_to(source)) for p in source.rglob("*"))
+    r = subprocess.run([sys.executable, "-m", "cli.data", "build", "pastis-r", "--source", str(source), "--recipe",
+                        str(ROOT / "recipes" / "pastis-hd-demo.toml"), "--catalog", str(world / "stac" / "items.ndjson"),
+                        "--out", str(source), "--workers", "0"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "never writes into" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert sorted(str(p.relative_to(source)) for p in source.rglob("*")) == names

@@ -395,3 +395,30 @@ def test_killing_a_dask_worker_mid_build_loses_nothing(built, world, tmp_path):
         assert victim not in killer.scheduler_info()["workers"]  # it did die (its nanny started a new one)
     assert killed and report.failed == {} and len(report.done) == 8
     assert tree_files(tmp_path / "dask") == tree_files(out)
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "holding"])
+def test_outputs_overlapping_the_source_are_refused(world, tmp_path, where):
+    import shutil
+
+    source = tmp_path / "src"
+    shutil.copytree(world / "sources" / "treesatai", source)
+    before = tree_files(source)
+    out = {"same": source, "inside": source / "out", "holding": tmp_path}[where]
+    r = subprocess.run([sys.executable, "-m", "cli.data", "build", "treesatai", "--source", str(source), "--recipe",
+                        str(ROOT / "recipes" / "demo.toml"), "--catalog", str(world / "stac" / "items.ndjson"),
+                        "--out", str(out), "--workers", "0"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "--out" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert tree_files(source) == before and not (source / "out").exists()
+
+
+def test_clean_up_removes_only_our_own_leftovers(built, world, tmp_path):
+    import shutil
+
+    out = tmp_path / "b"
+    shutil.copytree(built[0], out)
+    (out / ".notes.tmp").write_text("a user's file")
+    (out / "sentinel" / ".x.h5.omnisat-123.tmp").write_text("a killed build's")
+    build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe_for(str(world / "stac" / "items.ndjson")), out,
+                                workers=0))
+    assert (out / ".notes.tmp").read_text() == "a user's file" and not (out / "sentinel" / ".x.h5.omnisat-123.tmp").exists()

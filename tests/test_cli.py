@@ -57,3 +57,20 @@ def test_readme_states_the_compile_call_train_py_makes():
     code = (root / "omnisat_model" / "train.py").read_text()
     calls = re.findall(r"`(torch\.compile\([^`]*\))`", readme)
     assert calls and all(call in code for call in calls), calls
+
+
+def test_demo_never_removes_a_folder_it_did_not_make(tmp_path):
+    """DIR/world without world.json is the user's: refused in one line, left as it was."""
+    keep = tmp_path / "world" / "my-notes.txt"
+    keep.parent.mkdir()
+    keep.write_text("mine")
+    r = subprocess.run([sys.executable, "-m", "cli.data", "demo", str(tmp_path), "--no-train"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "not a demo world" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert keep.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["world"]
+    partial = tmp_path / "other" / ".demo-world.partial"
+    partial.mkdir(parents=True)
+    (partial / "x").write_text("also mine")
+    r = subprocess.run([sys.executable, "-m", "cli.data", "demo", str(tmp_path / "other"), "--no-train"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "not made by the demo" in r.stderr and (partial / "x").read_text() == "also mine"
