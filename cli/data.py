@@ -266,6 +266,8 @@ def _print_alignment(report: dict) -> None:
     for name, v in flagged[:10]:
         out.print(f"[yellow]scene[/] {name}: ({v['dx']:+.2f}, {v['dy']:+.2f}) m = {v['shift_px']:.2f} px from "
                   f"{v['estimates']} tile estimates", highlight=False)
+    if s.get("not_measured"):
+        out.print(f"[red]not measured[/] {escape(s['not_measured'])}", highlight=False, soft_wrap=True)
     out.print(("[green]PASSED[/]" if s["passed"] else "[red]FAILED[/]") + f"  report {report.get('report_path', '')}"
               + (f"  pictures {', '.join(report['pictures'])}" if report.get("pictures") else ""), highlight=False,
               soft_wrap=True)

@@ -44,6 +44,7 @@ from .treesatai_ts import S2_BANDS, SERIES, Series, assemble, tile_files, write_
 
 MANIFEST = Path("stac")
 REPORT = "build-report.json"
+SERIES_NAMES = {"s2": "Sentinel-2", "s1-asc": "Sentinel-1 ascending", "s1-des": "Sentinel-1 descending"}
 VAL_FRACTION = 0.1  # val carved from train: the first 10 % (at least 2) of train ranked by sha256(name)
 
 
@@ -95,14 +96,32 @@ def manifest_item_path(out: Path, stem: str) -> Path:
     return out / MANIFEST / "items" / f"{stem}.json"
 
 
-def is_complete(out: Path, stem: str) -> bool:
-    """Complete = manifest item written (it is written last) and every file it lists present."""
+# The recipe fields a tile's values follow from (not where the catalog is, nor how bytes are fetched).
+VALUE_FIELDS = ("collection", "assets", "resolution", "resampling", "filter", "masks", "mask_source",
+                "mask_resampling", "harmonize")
+
+
+def built_from(recipe: Recipe, aerial: Path) -> str:
+    """Fingerprint of what a tile is built from: the series part of the recipe and the aerial tile's bytes.
+    Stored in the tile's manifest item, so that a changed recipe or source rebuilds the tile."""
+    series = {name: {k: getattr(src, k) for k in VALUE_FIELDS} for name, src in (("s2", recipe.s2), ("s1", recipe.s1))}
+    text = json.dumps({"first_year": recipe.first_year, **series}, sort_keys=True, default=list)
+    digest = hashlib.sha256(text.encode())
+    digest.update(hashlib.sha256(aerial.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def is_complete(out: Path, stem: str, fingerprint: str | None = None) -> bool:
+    """Complete = manifest item written (it is written last), every file it lists present and, when
+    `fingerprint` is given, built from the same recipe and source."""
     path = manifest_item_path(out, stem)
     if not path.is_file():
         return False
     try:
         item = json.loads(path.read_text())
     except ValueError:
+        return False
+    if fingerprint is not None and item.get("properties", {}).get("omnisat:built_from") != fingerprint:
         return False
     return all((path.parent / a["href"]).resolve().is_file() for a in item.get("assets", {}).values())
 
@@ -143,7 +162,7 @@ def tile_series(frames: list) -> dict[str, Series]:
 
 
 def manifest_item(out: Path, tile: Tile, files: dict[str, Path], aerial: Path, series: dict[str, Series],
-                  year: int) -> dict:
+                  year: int, fingerprint: str) -> dict:
     here = manifest_item_path(out, tile.name).parent
     footprint = lonlat(tile)
     assets = {key: {"href": os.path.relpath(path, here), "roles": ["data"],
@@ -160,17 +179,24 @@ def manifest_item(out: Path, tile: Tile, files: dict[str, Path], aerial: Path, s
         "properties": {"datetime": None, "start_datetime": f"{year}-01-01T00:00:00Z",
                        "end_datetime": f"{year}-12-31T23:59:59Z", "treesatai:aerial_year": tile.year,
                        "proj:code": tile.sentinel.crs, "proj:shape": list(tile.sentinel.shape),
-                       "proj:transform": list(tile.sentinel.transform)[:6], "omnisat:dates": dates},
+                       "proj:transform": list(tile.sentinel.transform)[:6], "omnisat:dates": dates,
+                       "omnisat:built_from": fingerprint},
         "links": [], "assets": assets,
     }
 
 
-def finish_group(group: Group, cfg: BuildConfig, source: TreeSatSource, report: BuildReport) -> None:
+def finish_group(group: Group, cfg: BuildConfig, source: TreeSatSource, fingerprints: dict[str, str],
+                 report: BuildReport) -> None:
     for i, tile in enumerate(group.tiles):
         if i in group.failed:
             report.failed[tile.name] = group.failed[i]
             continue
         series = tile_series(group.frames.get(i, []))
+        missing = [name for name in SERIES if not len(series[name])]
+        if missing:  # an empty series is an error (a misspelt collection, a wrong year), never a silent success
+            report.failed[tile.name] = (f"no {SERIES_NAMES[missing[0]]} frame over the tile in {group.window} "
+                                        f"(collection {cfg.recipe.s2.collection if missing[0] == 's2' else cfg.recipe.s1.collection})")
+            continue
         aerial = cfg.out / "aerial" / f"{tile.name}.tif"
         place_copy(source.files[tile.name], aerial)
         place_copy(source.files[tile.name], cfg.out / "aerial" / "60m" / f"{tile.name}.tif")
@@ -180,7 +206,8 @@ def finish_group(group: Group, cfg: BuildConfig, source: TreeSatSource, report: 
                 place_copy(mono, cfg.out / sensor / "60m" / mono.name)
         files = write_tile(cfg.out, tile.name, series)
         write_json(manifest_item_path(cfg.out, tile.name),
-                   manifest_item(cfg.out, tile, files, aerial, series, group.year), sort_keys=True)
+                   manifest_item(cfg.out, tile, files, aerial, series, group.year,
+                                 fingerprints[tile.name]), sort_keys=True)
         report.done.append(tile.name)
         report.tile_dates += sum(len(s) for s in series.values())
         report.dates[tile.name] = {name: len(s) for name, s in series.items()}
@@ -275,20 +302,22 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError('[s1].assets must be ["vv", "vh"] (the TreeSatAI-TS channel order)')
 
 
-def plan_build(cfg: BuildConfig, report: BuildReport,
-               source: TreeSatSource | None = None) -> tuple[TreeSatSource, list[Tile], list[Group]]:
+def plan_build(cfg: BuildConfig, report: BuildReport, source: TreeSatSource | None = None
+               ) -> tuple[TreeSatSource, list[Tile], dict[str, str], list[Group]]:
+    """The source's tiles, each one's fingerprint (`built_from`) and the groups of those not yet complete."""
     check_recipe(cfg.recipe)
     source = source or read_treesatai(cfg.source, cfg.year)
     report.source_problems = dict(source.problems)
     tiles = sorted(source.tiles, key=lambda t: t.name)[: cfg.limit]
     report.tiles_total = len(tiles)
+    fingerprints = {t.name: built_from(cfg.recipe, source.files[t.name]) for t in tiles}
     pending = []
     for t in tiles:
-        if is_complete(cfg.out, t.name):
+        if is_complete(cfg.out, t.name, fingerprints[t.name]):
             report.skipped.append(t.name)
         else:
             pending.append(t)
-    return source, tiles, group_tiles(pending, cfg.recipe.group_size_m, series_window(cfg.recipe))
+    return source, tiles, fingerprints, group_tiles(pending, cfg.recipe.group_size_m, series_window(cfg.recipe))
 
 
 def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: TreeSatSource | None = None,
@@ -301,18 +330,18 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
     report = report or BuildReport()
     cfg.out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(cfg.out)
-    source, tiles, groups = plan_build(cfg, report, source)
+    source, tiles, fingerprints, groups = plan_build(cfg, report, source)
 
     tally = ReadTally()
     search_groups(groups, cfg.recipe, tally, progress, one_granule=True)
     batches = [b for g in groups for b in split_group(g, cfg.batch_tiles)]
     specs = {name: read_spec(cfg.recipe, name) for name in SERIES}
     read_batches(batches, run_unit, specs, cfg.workers, cfg.scheduler, tally,
-                 lambda batch: finish_group(batch, cfg, source, report), progress)
+                 lambda batch: finish_group(batch, cfg, source, fingerprints, report), progress)
     report.searches, report.units, report.bytes_read = tally.searches, tally.units, tally.bytes_read
     report.refused_items = tally.refused_items
 
-    complete = sorted(t.name for t in tiles if is_complete(cfg.out, t.name))
+    complete = sorted(t.name for t in tiles if is_complete(cfg.out, t.name, fingerprints[t.name]))
     labels = {f"{stem}.tif": source.labels[f"{stem}.tif"] for stem in complete if f"{stem}.tif" in source.labels}
     write_json(cfg.out / LABELS, labels, sort_keys=True)
     write_splits(cfg.out, source, set(complete))
@@ -351,7 +380,7 @@ class PlanRow:
 def dry_run(cfg: BuildConfig, progress: Progress | None = None) -> tuple[list[PlanRow], BuildReport]:
     """The searches a build would run, and what they find; reads no pixel and writes nothing."""
     report = BuildReport()
-    _, _, groups = plan_build(cfg, report)
+    _, _, _, groups = plan_build(cfg, report)
     catalogs: dict[str, Catalog] = {}
     rows, sizes = [], {}
     tally = ReadTally()

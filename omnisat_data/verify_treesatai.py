@@ -326,7 +326,12 @@ def summarise(checks: list[TileCheck], max_shift_px: float = 0.5, good_px: float
         "thresholds_px": {"good": good_px, "suspect": max_shift_px},
         "estimates": sum(len(c.shifts) for c in checks), "estimates_accepted": sum(t["accepted"] for t in tiles.values()),
     }
-    summary["passed"] = summary["problems"] == 0 and summary["tiles_flagged"] == 0 and summary["scenes_flagged"] == 0
+    # nothing measured is no evidence of alignment: a check without one accepted estimate does not pass
+    summary["passed"] = (summary["problems"] == 0 and summary["tiles_flagged"] == 0 and summary["scenes_flagged"] == 0
+                         and summary["estimates_accepted"] > 0)
+    if summary["estimates_accepted"] == 0:
+        summary["not_measured"] = ("no shift estimate was accepted (no Sentinel-2 date, or none with texture, clear "
+                                   "sky and enough pixels): alignment is unknown")
     return {"summary": summary, "scenes": scene_out, "tiles": tiles}
 
 

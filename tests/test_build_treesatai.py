@@ -422,3 +422,32 @@ def test_clean_up_removes_only_our_own_leftovers(built, world, tmp_path):
     build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe_for(str(world / "stac" / "items.ndjson")), out,
                                 workers=0))
     assert (out / ".notes.tmp").read_text() == "a user's file" and not (out / "sentinel" / ".x.h5.omnisat-123.tmp").exists()
+
+
+def test_an_empty_series_fails_the_tile_and_a_corrected_recipe_rebuilds(world, tmp_path):
+    """A misspelt collection finds nothing: every tile fails with the reason (exit 1 from the CLI, no
+    PASSED from verify); the rerun with the right recipe builds them all, none skipped as complete."""
+    import dataclasses
+
+    catalog = str(world / "stac" / "items.ndjson")
+    good = recipe_for(catalog)
+    wrong = dataclasses.replace(good, s2=dataclasses.replace(good.s2, collection="sentinel-2-l2"))
+    out = tmp_path / "out"
+    report = build_treesatai(BuildConfig(world / "sources" / "treesatai", wrong, out, workers=0))
+    assert report.done == [] and len(report.failed) == 8
+    assert all("no Sentinel-2 frame" in why and "sentinel-2-l2" in why for why in report.failed.values())
+    again = build_treesatai(BuildConfig(world / "sources" / "treesatai", good, out, workers=0))
+    assert len(again.done) == 8 and again.skipped == []
+    # a complete tile built with another recipe is rebuilt, not skipped
+    changed = dataclasses.replace(good, s2=dataclasses.replace(good.s2, resampling="nearest"))
+    third = build_treesatai(BuildConfig(world / "sources" / "treesatai", changed, out, workers=0))
+    assert len(third.done) == 8 and third.skipped == []
+    assert build_treesatai(BuildConfig(world / "sources" / "treesatai", changed, out, workers=0)).skipped != []
+
+
+def test_verify_without_a_single_estimate_does_not_pass():
+    from omnisat_data.verify_treesatai import TileCheck, summarise
+
+    report = summarise([TileCheck(name="t")], 0.5, 0.2)
+    assert report["summary"]["problems"] == 0 and not report["summary"]["passed"]
+    assert "alignment is unknown" in report["summary"]["not_measured"]
