@@ -41,7 +41,7 @@ def child(world: Path, tiles: int, row: int) -> None:
 
     changes = ROWS[row][1]
     if changes is not None:
-        scene_read.gdal_http_env = lambda header_bytes=16384: {**gdal_http_env(header_bytes), **changes}
+        scene_read.gdal_http_env = lambda header_bytes=16384, timeout_s=30.0: {**gdal_http_env(header_bytes, timeout_s), **changes}
     tmp = Path(tempfile.mkdtemp(prefix="bench-gdal-"))
     with AssetServer(world) as server:
         items = rewrite_items(world / "stac" / "items.ndjson", server.url, tmp / "items.ndjson")

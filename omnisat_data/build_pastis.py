@@ -91,12 +91,13 @@ class PastisReport:
 
 # -- the unit of work (runs in a worker process) -------------------------------------------------------
 
-def vhr_unit(href: str, targets: list[tuple[str, dict, str]], header_bytes: int = 16384) -> dict[str, str]:
+def vhr_unit(href: str, targets: list[tuple[str, dict, str]], header_bytes: int = 16384,
+             timeout_s: float = 30.0) -> dict[str, str]:
     """Open one VHR image; for each (tile name, VHR grid as dict, output path): read the window under
     the tile, area-average every band onto the grid, write the uint8 tif. Returns name -> "" (done) or
     the reason."""
     results = {}
-    with rasterio.Env(**gdal_http_env(header_bytes)), rasterio.open(href) as src:
+    with rasterio.Env(**gdal_http_env(header_bytes, timeout_s)), rasterio.open(href) as src:
         crs = crs_string(src.crs)
         for name, grid_dict, path in targets:
             grid = Grid.from_dict(grid_dict)
@@ -208,7 +209,7 @@ def add_vhr(tiles: list[Tile], recipe: Recipe, year: int, path_of: Callable[[str
     done = []
     with executor(workers, scheduler) as pool:
         futures = [(pool.submit(vhr_unit, href, [(t.name, t.vhr.to_dict(), str(path_of(t.name))) for t in members],
-                                header_bytes=recipe.vhr.header_bytes), members)
+                                header_bytes=recipe.vhr.header_bytes, timeout_s=recipe.vhr.timeout_s), members)
                    for href, members in assigned.values()]
         for k, (future, members) in enumerate(futures):
             try:
@@ -243,9 +244,11 @@ def read_record(out: Path, pid: int | str) -> dict | None:
 
 
 def sentinel_specs(recipe: Recipe) -> dict[str, ReadSpec]:
-    spec1 = ReadSpec(recipe.s1.assets, recipe.s1.resampling, header_bytes=recipe.s1.header_bytes)
+    spec1 = ReadSpec(recipe.s1.assets, recipe.s1.resampling, header_bytes=recipe.s1.header_bytes,
+                     timeout_s=recipe.s1.timeout_s)
     return {"s2": ReadSpec(recipe.s2.assets, recipe.s2.resampling, round_values=True,
-                           header_bytes=recipe.s2.header_bytes), "s1-asc": spec1, "s1-des": spec1}
+                           header_bytes=recipe.s2.header_bytes, timeout_s=recipe.s2.timeout_s),
+             "s1-asc": spec1, "s1-des": spec1}
 
 
 def write_patch(out: Path, tile: Tile, frames: list) -> dict:

@@ -46,6 +46,7 @@ class SourceRecipe:
     filter: dict[str, Any] | None = None  # CQL2-JSON, e.g. {"op": "<=", "args": [{"property": "eo:cloud_cover"}, 80]}
     sign: str = "auto"  # Planetary Computer SAS signing of hrefs: when the host needs it, always, never
     header_bytes: int = 16384  # bytes fetched when opening a COG: its header and tile index (>= 1024)
+    timeout_s: float = 30.0  # the bound on every HTTP wait (connect, request; a stalled transfer: half of it)
     # Sentinel-2 only
     masks: tuple[str, ...] = ()  # snow and cloud probability assets, in that order
     mask_source: str = "probability"  # "scl": derive both from the scene classification (catalogs without them)
@@ -134,6 +135,11 @@ def _source(where: str, table: Any, base: Path | None) -> SourceRecipe:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
             raise RecipeError(f"{where}.header_bytes: expected a whole number of bytes >= 1024, got {value!r}")
         values["header_bytes"] = value
+    if "timeout_s" in table:
+        value = table["timeout_s"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 3600:
+            raise RecipeError(f"{where}.timeout_s: expected seconds from 1 to 3600, got {value!r}")
+        values["timeout_s"] = float(value)
     if "harmonize" in table:
         if not isinstance(table["harmonize"], bool):
             raise RecipeError(f"{where}.harmonize: expected true or false")

@@ -36,6 +36,7 @@ class ReadSpec:
     mask_source: str = "none"  # "probability": assets after `bands` are snow, cloud; "scl": one SCL asset
     round_values: bool = False  # Sentinel-2: whole-number DN and percentages, as the released files
     header_bytes: int = 16384  # fetched when opening each asset (recipe field of the same name)
+    timeout_s: float = 30.0  # bound of every HTTP wait (recipe field of the same name)
 
 
 def _block_rect(w: Window, block: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -130,7 +131,7 @@ def read_acquisition(acq: Acquisition, grids: tuple[Grid, ...], spec: ReadSpec) 
     out = np.full((len(grids), len(spec.bands) + n_masks) + grids[0].shape, np.nan, dtype=np.float32)
     centres: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     nbytes = 0
-    with rasterio.Env(**gdal_http_env(spec.header_bytes)):
+    with rasterio.Env(**gdal_http_env(spec.header_bytes, spec.timeout_s)):
         for k, (key, href) in enumerate(acq.assets):
             if k < len(spec.bands):
                 method = spec.resampling

@@ -451,3 +451,26 @@ def test_verify_without_a_single_estimate_does_not_pass():
     report = summarise([TileCheck(name="t")], 0.5, 0.2)
     assert report["summary"]["problems"] == 0 and not report["summary"]["passed"]
     assert "alignment is unknown" in report["summary"]["not_measured"]
+
+
+@pytest.mark.slow
+def test_a_stalled_connection_is_bounded_by_the_recipe_timeout(built, world, tmp_path):
+    """An asset server that holds every answer for one scene: the read gives up after the recipe's
+    timeout (with retries), the tiles that scene covers fail naming the item, the build ends."""
+    import dataclasses
+
+    from omnisat_data.serve.assets import AssetServer
+    from omnisat_data.serve.world import rewrite_items
+
+    with AssetServer(world) as assets:
+        items_file = rewrite_items(world / "stac" / "items.ndjson", assets.url, tmp_path / "items.ndjson")
+        items = [json.loads(line) for line in items_file.read_text().splitlines()]
+        with h5py.File(next((built[0] / "sentinel").glob("*.h5")), "r") as f:
+            used = f["sen-2-products"][0].decode()
+        s2 = next(i for i in items if i["properties"].get("s2:product_uri") == used + ".SAFE")
+        assets.faults.stall(f"data/sentinel-2-l2a/{s2['id']}/B04.tif", 60)
+        recipe = recipe_for(str(items_file))
+        recipe = dataclasses.replace(recipe, s2=dataclasses.replace(recipe.s2, timeout_s=2.0))
+        report = build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe, tmp_path / "out", workers=0))
+    assert report.failed and all(s2["id"] in reason for reason in report.failed.values()), report.failed
+    assert len(report.done) + len(report.failed) == 8

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -65,7 +66,13 @@ class Faults:
 
     errors: dict[str, list[int]] = field(default_factory=dict)  # path -> [remaining, HTTP status]
     truncated: dict[str, int] = field(default_factory=dict)  # path -> size the file appears to have
+    stalls: dict[str, float] = field(default_factory=dict)  # path -> seconds each GET waits before answering
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def stall(self, path: str, seconds: float) -> None:
+        """Hold every GET for `path` for `seconds` before answering (a stalled connection; bounded)."""
+        with self.lock:
+            self.stalls[path] = min(float(seconds), 300.0)
 
     def fail(self, path: str, times: int, status: int = 500) -> None:
         """Answer the next `times` GET requests for `path` with `status`."""
@@ -113,6 +120,8 @@ def _handler(root: Path, counters: Counters, faults: Faults):
                 self.send_error(404, "not found")
                 return
             rel = str(target.relative_to(root))
+            if body and faults.stalls.get(rel):
+                time.sleep(faults.stalls[rel])
             if body and (status := faults.take_error(rel)) is not None:
                 counters.add(rel, 0)
                 self.send_error(status, "injected fault")
@@ -190,7 +199,7 @@ class AssetServer:
         self.stop()
 
 
-def gdal_http_env(header_bytes: int = 16384) -> dict[str, str]:
+def gdal_http_env(header_bytes: int = 16384, timeout_s: float = 30.0) -> dict[str, str]:
     """GDAL settings for reading COGs over HTTP Range, tuned so that bytes served ~ bytes needed.
 
     `header_bytes` is what GDAL fetches at open (the TIFF header and tile index; 16 KB suits full-size
@@ -200,7 +209,9 @@ def gdal_http_env(header_bytes: int = 16384) -> dict[str, str]:
     GDAL's curl cache outlives `rasterio.Env`, and a later read with another chunk size hung in the
     tests (the test of small windows over /vsicurl/ after an in-process build). EMPTY_DIR also
     matters for correctness: without it GDAL lists the parent "directory" on open, and with the asset
-    server in the reader's own process that listing can block (GIL) and hang.
+    server in the reader's own process that listing can block (GIL) and hang. Every wait is bounded:
+    `timeout_s` (recipe field of the same name) caps connecting and a request, and a transfer that
+    stalls (under 1 byte/s) for half of it is dropped; failed requests are retried 5 times.
     """
     return {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
@@ -211,6 +222,10 @@ def gdal_http_env(header_bytes: int = 16384) -> dict[str, str]:
         "GDAL_HTTP_RETRY_DELAY": "0.5",
         "GDAL_INGESTED_BYTES_AT_OPEN": str(header_bytes),
         "CPL_VSIL_CURL_CHUNK_SIZE": "1024",
+        "GDAL_HTTP_CONNECTTIMEOUT": str(max(1, round(min(timeout_s, 10)))),
+        "GDAL_HTTP_TIMEOUT": str(max(1, round(timeout_s))),
+        "GDAL_HTTP_LOW_SPEED_TIME": str(max(1, round(timeout_s / 2))),
+        "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
     }
 
 
