@@ -109,8 +109,8 @@ def stac_serve(
     def _stop(*_):
         stop["now"] = True
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # a closed terminal stops the servers too
+        signal.signal(sig, _stop)
     try:
         while not stop["now"]:
             time.sleep(0.2)

@@ -67,8 +67,11 @@ def test_missing_world_is_one_clear_line(tmp_path):
 
 
 def test_stac_serve_command_serves_and_stops_cleanly(world):
-    proc = subprocess.Popen([sys.executable, "-m", "cli.data", "stac", "serve", str(world)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    from omnisat_data.serve.assets import free_port
+
+    port = str(free_port())
+    proc = subprocess.Popen([sys.executable, "-m", "cli.data", "stac", "serve", str(world), "--db-port", port],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         urls = json.loads(proc.stdout.readline())
         with urllib.request.urlopen(urls["stac_api"] + "/collections") as r:
@@ -98,3 +101,47 @@ def test_failed_start_leaves_nothing_behind(world, tmp_path):
     assert not server.workdir.exists()
     assert port_is_free("127.0.0.1", server.db_port)
     assert os.path.exists("/proc")  # sanity: the check above ran on Linux
+
+
+def _postgres_of(workdir: str) -> list[int]:
+    """PIDs of postgres processes whose data folder is under `workdir`."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines()[1:] if "postgres" in line and workdir in line]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGHUP])
+def test_stac_serve_leaves_nothing_behind_however_it_ends(world, how):
+    """`stac serve` killed outright or hung up on: API, database and data folder are gone within seconds;
+    while it runs, the database asks a password over TCP (no trust auth) and the URL holds none."""
+    import tempfile
+
+    before = set(os.listdir(tempfile.gettempdir()))
+    from omnisat_data.serve.assets import free_port
+
+    port = str(free_port())
+    proc = subprocess.Popen([sys.executable, "-m", "cli.data", "stac", "serve", str(world), "--db-port", port],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        urls = json.loads(proc.stdout.readline())
+        with urllib.request.urlopen(urls["stac_api"] + "/collections", timeout=10) as r:
+            assert r.status == 200
+        workdirs = [d for d in set(os.listdir(tempfile.gettempdir())) - before if d.startswith("omnisat-pgstac-")]
+        assert len(workdirs) == 1
+        workdir = os.path.join(tempfile.gettempdir(), workdirs[0])
+        assert os.stat(workdir).st_mode & 0o077 == 0  # private: its socket and files are the server's alone
+        psql = str(find_pg_bin() / "psql")
+        refused = subprocess.run(["runuser", "-u", "postgres", "--", psql, "-h", "127.0.0.1", "-p", port, "-U",
+                                  "postgres", "-w", "-c", "select 1"], capture_output=True, text=True, timeout=30,
+                                 env={k: v for k, v in os.environ.items() if k != "PGPASSWORD"})
+        assert refused.returncode != 0 and "password" in refused.stderr
+        assert "postgres:" not in json.dumps(urls)
+    finally:
+        proc.send_signal(how)
+        proc.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (_postgres_of(workdir) or os.path.exists(workdir)):
+        time.sleep(0.2)
+    assert not _postgres_of(workdir) and not os.path.exists(workdir)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(urls["stac_api"] + "/collections", timeout=3)

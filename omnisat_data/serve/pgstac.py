@@ -1,7 +1,11 @@
 """A real STAC API on this machine: PostgreSQL + PostGIS + pgstac, served by stac-fastapi-pgstac.
 
 Started and stopped by the project's own code (recipe: stac-and-coregistration spec §1.2).
-PostgreSQL refuses to run as root, so as root the database runs as the `postgres` user.
+PostgreSQL refuses to run as root, so as root the database runs as the `postgres` user. It listens on
+127.0.0.1 with password authentication (a password generated per server, kept in the private work
+folder, never printed) and on a Unix socket in that folder (mode 0700, peer authentication): no other
+local user can connect. A watchdog process (watchdog.py) stops the API and the database and removes
+the work folder when the process that started them dies, whatever kills it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import glob
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -69,6 +74,8 @@ class PgStacServer:
         self.log = log
         self._api: subprocess.Popen | None = None
         self._pg_started = False
+        self._password = secrets.token_urlsafe(24)
+        self._watchdog: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
@@ -76,12 +83,22 @@ class PgStacServer:
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.db_port}/postgis"
+        """The database's connection string, password included: pass it on, never print it."""
+        return f"postgresql://postgres:{self._password}@127.0.0.1:{self.db_port}/postgis"
 
     def _as_postgres(self, args: list[str], **kw) -> subprocess.CompletedProcess:
         if os.geteuid() == 0:
             args = ["runuser", "-u", "postgres", "--", *args]
-        return subprocess.run(args, capture_output=True, text=True, **kw)
+        env = {**os.environ, "PGPASSWORD": self._password}
+        return subprocess.run(args, capture_output=True, text=True, env=env, **kw)
+
+    def _start_watchdog(self) -> None:
+        """From here on, the group is torn down even if this process is killed."""
+        cmd = [sys.executable, "-m", "omnisat_data.serve.watchdog", str(self.pg_bin / "pg_ctl"),
+               str(self.workdir / "data"), str(self.workdir), "1" if self._own_workdir else "0",
+               "1" if os.geteuid() == 0 else "0"]
+        self._watchdog = subprocess.Popen(cmd, stdin=subprocess.PIPE, text=True, start_new_session=True,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def start(self) -> PgStacServer:
         try:
@@ -96,11 +113,18 @@ class PgStacServer:
     def _start_db(self) -> None:
         data = self.workdir / "data"
         self.workdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.workdir, 0o700)
+        pwfile = self.workdir / "pwfile"
+        pwfile.write_text(self._password + "\n")
+        os.chmod(pwfile, 0o600)
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
             os.chown(self.workdir, pw.pw_uid, pw.pw_gid)
-        r = self._as_postgres([str(self.pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                               "-E", "UTF8"])
+            os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+        self._start_watchdog()
+        r = self._as_postgres([str(self.pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=peer",
+                               "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8"])
+        pwfile.unlink(missing_ok=True)
         if r.returncode:
             raise ServerError(f"initdb failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
         opts = f"-p {self.db_port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
@@ -129,15 +153,18 @@ class PgStacServer:
                 loader.load_items(str(path), Methods.upsert)
 
     def _start_api(self) -> None:
-        env = {**os.environ, "PGUSER": "postgres", "PGPASSWORD": "unused", "PGHOST": "127.0.0.1",
+        env = {**os.environ, "PGUSER": "postgres", "PGPASSWORD": self._password, "PGHOST": "127.0.0.1",
                "PGPORT": str(self.db_port), "PGDATABASE": "postgis", "POSTGRES_USER": "postgres",
-               "POSTGRES_PASS": "unused", "POSTGRES_HOST_READER": "127.0.0.1", "POSTGRES_HOST_WRITER": "127.0.0.1",
+               "POSTGRES_PASS": self._password, "POSTGRES_HOST_READER": "127.0.0.1", "POSTGRES_HOST_WRITER": "127.0.0.1",
                "POSTGRES_PORT": str(self.db_port), "POSTGRES_DBNAME": "postgis", "ENABLE_TRANSACTIONS_EXTENSIONS": "false"}
         cmd = [sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app", "--factory", "--host", "127.0.0.1",
                "--port", str(self.port), "--log-level", "warning"]
         self._api_log = open(self.workdir / "api.log", "w")
         self._api = subprocess.Popen(cmd, env=env, stdout=self._api_log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        if self._watchdog is not None and self._watchdog.stdin is not None:
+            self._watchdog.stdin.write(f"pgid {self._api.pid}\n")
+            self._watchdog.stdin.flush()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self._api.poll() is not None:
@@ -168,6 +195,13 @@ class PgStacServer:
             self._pg_started = False
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._watchdog is not None:  # closing its pipe lets it finish (nothing is left for it to do)
+            self._watchdog.stdin.close()
+            try:
+                self._watchdog.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+            self._watchdog = None
 
     def __enter__(self) -> PgStacServer:
         return self.start()
