@@ -40,6 +40,7 @@ def place_copy(src: Path, dst: Path) -> None:
     """`dst` with the bytes of `src`: a hard link where possible (no second copy on disk), else a copy."""
     if dst.is_file() and dst.stat().st_size == src.stat().st_size:
         return
+    src = Path(os.path.realpath(src))  # a symlink in the source: its target's bytes, never a link pointing out
     tmp = temporary_path(dst)
     tmp.unlink(missing_ok=True)
     try:

@@ -76,7 +76,9 @@ def own_tiles(cfg: GridConfig) -> OwnTiles:
     if (cfg.tiles is None) == (cfg.bbox is None):
         raise SourceError("give either a file of tile polygons (--tiles) or a bounding box (--bbox), not both")
     fmt = cfg.recipe.format
-    size = cfg.tile_size_m or TILE_SIZE_M[fmt]
+    size = TILE_SIZE_M[fmt] if cfg.tile_size_m is None else cfg.tile_size_m
+    if cfg.limit is not None and cfg.limit < 1:
+        raise SourceError(f"--limit {cfg.limit}: expected at least 1 tile")
     if fmt == "pastis-hd" and cfg.crs and not cfg.crs.upper().startswith(("EPSG:326", "EPSG:327")):
         raise SourceError(f"--crs {cfg.crs}: PASTIS-HD patches live on the UTM grid of their Sentinel-2 tile "
                           "(EPSG:326xx or 327xx)")
@@ -84,7 +86,8 @@ def own_tiles(cfg: GridConfig) -> OwnTiles:
     if cfg.tiles is not None:
         own = tiles_from_file(cfg.tiles, size, cfg.crs, vhr_res, cfg.year, integer_ids=fmt == "pastis-hd")
     else:
-        own = tiles_from_bbox(cfg.bbox, size, cfg.crs, vhr_res, cfg.year, integer_ids=fmt == "pastis-hd")
+        own = tiles_from_bbox(cfg.bbox, size, cfg.crs, vhr_res, cfg.year, integer_ids=fmt == "pastis-hd",
+                              limit=cfg.limit)
     if abs(size / vhr_res - round(size / vhr_res)) > 1e-9:
         raise SourceError(f"tile size {size:g} m is not a whole number of [vhr] pixels of {vhr_res:g} m")
     tiles = tuple(sorted(own.tiles, key=lambda t: t.name)[: cfg.limit])

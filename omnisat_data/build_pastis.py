@@ -33,7 +33,7 @@ from .executors import executor
 from .catalog.search import Catalog, CatalogError, Search, cached_catalog
 from .cog import write_gtiff
 from .grid import Grid, crs_string
-from .paths import check_apart
+from .paths import check_apart, without_queries
 from .pastis_series import FOLDERS, daily_series, pastis_unit, s2_tile, save_npy, series_path
 from .pastis_tree import DATE_PROPERTIES, read_pastis
 from .recipe import Recipe, RecipeError
@@ -117,7 +117,7 @@ def vhr_unit(href: str, targets: list[tuple[str, dict, str]], header_bytes: int 
                 write_gtiff(Path(path), np.rint(values).astype(np.uint8), grid)
                 results[name] = ""
             except (ValueError, rasterio.errors.RasterioError) as error:
-                results[name] = f"{href}: {' '.join(str(error).split())}"
+                results[name] = without_queries(f"{href}: {' '.join(str(error).split())}")
     return results
 
 
@@ -220,7 +220,7 @@ def add_vhr(tiles: list[Tile], recipe: Recipe, year: int, path_of: Callable[[str
                         done.append(name)
             except Exception as error:  # a worker that died or an unreadable image: its tiles fail
                 for t in members:
-                    failed[t.name] = f"{error.__class__.__name__}: {' '.join(str(error).split())}"
+                    failed[t.name] = without_queries(f"{error.__class__.__name__}: {' '.join(str(error).split())}")
             if progress:
                 progress("vhr", k + 1, len(futures))
     return done, failed, searches

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
 DASK_RETRIES = 2
+
+
+def max_local_workers() -> int:
+    """The most worker processes a local pool starts: two per core (reads wait on I/O part of the time)."""
+    return 2 * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 class SchedulerError(RuntimeError):
@@ -42,8 +48,10 @@ def executor(workers: int, scheduler: str | None = None) -> Iterator[Executor]:
         with ThreadPoolExecutor(max_workers=1) as pool:  # in order, in this process (debugging, tests)
             yield pool
         return
-    # spawn: the parent may run threads (servers, progress); forked GDAL state is not safe to share
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # spawn: the parent may run threads (servers, progress); forked GDAL state is not safe to share. More
+    # processes than cores only add memory (each holds its own GDAL and numpy), so the pool is capped.
+    with ProcessPoolExecutor(max_workers=min(workers, max_local_workers()),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
         yield pool
 
 

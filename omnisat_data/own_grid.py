@@ -72,6 +72,13 @@ def check_size(size_m: float) -> float:
     return float(size_m)
 
 
+def _text(value) -> str:
+    """A property as text; "" when absent (a file mixing `name` and `id` gives the others NaN, not None)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return str(value)
+
+
 def patch_id(props: dict, k: int) -> int:
     value = props.get("ID_PATCH")
     return int(value) if isinstance(value, (int, np.integer)) else FIRST_PATCH_ID + k
@@ -103,7 +110,7 @@ def tiles_from_file(path: Path, size_m: float, crs: str | None, vhr_res: float, 
         if integer_ids:
             name = str(patch_id(props, k))
         else:
-            name = safe_name(props.get("name") or props.get("id") or f"tile_{k:05d}")
+            name = safe_name(_text(props.get("name")) or _text(props.get("id")) or f"tile_{k:05d}")
         where = f"feature {k} ({name})"
         if geometry is None or geometry.geom_type not in ("Polygon", "MultiPolygon"):
             problems.append((where, f"geometry is {getattr(geometry, 'geom_type', None)}, not a polygon"))
@@ -124,8 +131,11 @@ def tiles_from_file(path: Path, size_m: float, crs: str | None, vhr_res: float, 
     return OwnTiles(tuple(tiles), polygons, tuple(problems))
 
 
+MAX_BBOX_TILES = 1_000_000  # a box with more tiles than this needs --limit (or smaller boxes)
+
+
 def tiles_from_bbox(bbox: tuple[float, float, float, float], size_m: float, crs: str | None, vhr_res: float,
-                    year: int, integer_ids: bool = False) -> OwnTiles:
+                    year: int, integer_ids: bool = False, limit: int | None = None) -> OwnTiles:
     """A regular grid of tiles over a lon/lat bounding box (west, south, east, north), cells aligned to
     multiples of the tile size in `crs`; names r<row>_c<col> (pastis-hd: 10000 + index)."""
     size_m = check_size(size_m)
@@ -140,8 +150,15 @@ def tiles_from_bbox(bbox: tuple[float, float, float, float], size_m: float, crs:
     y0, y1 = np.floor(y.min() / size_m) * size_m, np.ceil(y.max() / size_m) * size_m
     tiles, polygons = [], {}
     rows, cols = int(round((y1 - y0) / size_m)), int(round((x1 - x0) / size_m))
+    if limit is None and rows * cols > MAX_BBOX_TILES:
+        raise SourceError(f"bbox {bbox}: {rows * cols:,} tiles of {size_m:g} m; give --limit or a smaller box "
+                          f"(at most {MAX_BBOX_TILES:,} at once)")
     for r in range(rows):
+        if limit is not None and len(tiles) >= limit:  # names grow in row-major order: the first N by name
+            break
         for c in range(cols):
+            if limit is not None and len(tiles) >= limit:
+                break
             name = str(FIRST_PATCH_ID + r * cols + c) if integer_ids else f"r{r:04d}_c{c:04d}"
             tile = make_tile(name, x0 + (c + 0.5) * size_m, y1 - (r + 0.5) * size_m, crs, size_m, vhr_res, year)
             tiles.append(tile)

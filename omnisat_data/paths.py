@@ -28,3 +28,12 @@ def check_apart(out: Path, source: Path, option: str = "--source") -> None:
                          "what it reads; choose another --out")
     if o in s.parents:
         raise ValueError(f"{option} {source} is inside --out {out}: choose an --out outside it")
+
+
+_QUERY = re.compile(r"(\b(?:https?|s3|gs)://[^\s?'\")]+)\?[^\s'\")]*")
+
+
+def without_queries(text: str) -> str:
+    """`text` with the query string of every URL in it cut (a signed URL's token is a secret): what any
+    message, report or log line that may quote an href goes through."""
+    return _QUERY.sub(r"\1?…", str(text))

@@ -16,6 +16,7 @@ import rasterio.windows
 
 from .acquisitions import Acquisition, signed
 from .grid import Grid, crs_string
+from .paths import without_queries
 from .normalise import ItemError
 from .resample import Window, centres_in, fractional_pixels, sample, support
 from .serve.assets import gdal_http_env
@@ -150,7 +151,8 @@ def read_acquisition(acq: Acquisition, grids: tuple[Grid, ...], spec: ReadSpec) 
                     nbytes += block_bytes
             except (rasterio.errors.RasterioError, ValueError, OSError) as error:
                 reason = " ".join(str(error).split())
-                raise ItemError(f"item {acq.item_id}: asset {key} ({href}): {reason}") from None
+                # GDAL quotes the URL it opened, signed (a token in its query): the message keeps none of it
+                raise ItemError(without_queries(f"item {acq.item_id}: asset {key} ({href}): {reason}")) from None
             if k < len(spec.bands):
                 values = values + acq.offset_dn
                 out[:, k] = np.rint(values) if spec.round_values else values

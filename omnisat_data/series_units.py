@@ -26,6 +26,7 @@ from .acquisitions import Acquisition, s1_acquisition, s2_acquisition, s2_datata
 from .catalog.search import Catalog, CatalogError, Search, cached_catalog
 from .executors import executor
 from .normalise import ItemError
+from .paths import without_queries
 from .recipe import Recipe
 from .resample import transformer
 from .tile import Tile
@@ -84,7 +85,11 @@ def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], tal
         catalog = cached_catalog(catalogs, source.catalog)
         search = Search(collections=(source.collection,), bbox=bbox, datetime=group.window, filter=source.filter)
         tally.searches += 1
+        seen: set[str] = set()
         for item in catalog.search(search):
+            if item.id in seen:  # a catalog that lists an item twice must not double a series
+                continue
+            seen.add(item.id)
             try:
                 acq = make(item, source)
             except ItemError as error:
@@ -186,9 +191,9 @@ def read_batches(batches: list[Group], unit: Callable, specs: dict, workers: int
                                                                acq.series))
                 except ItemError as error:
                     for i in members:
-                        batch.failed.setdefault(i, str(error))
+                        batch.failed.setdefault(i, without_queries(error))
                 except Exception as error:  # a worker that died, or a bug: this unit's tiles fail, the build goes on
-                    reason = f"item {acq.item_id}: {error.__class__.__name__}: {' '.join(str(error).split())}"
+                    reason = without_queries(f"item {acq.item_id}: {error.__class__.__name__}: {' '.join(str(error).split())}")
                     for i in members:
                         batch.failed.setdefault(i, reason)
                 done += 1

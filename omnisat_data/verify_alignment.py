@@ -39,6 +39,14 @@ class VerifyConfig:
     # "auto" = 10 for our builds (they say so in stac/collection.json), else none (the grid is the lattice).
     lattice: str = "auto"
 
+    def __post_init__(self) -> None:
+        import math
+
+        for name in ("max_shift_px", "good_px"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"--{name.replace('_', '-')} {value!r}: expected a positive number of pixels")
+
     @property
     def lattice_m(self) -> float | None:
         if self.lattice == "auto":

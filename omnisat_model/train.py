@@ -93,6 +93,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "accumulate", "max_dates"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name} must be at least 1")
+        if self.task == "pretrain" and len(self.modalities) < 2:
+            raise TrainError(f"pretraining on {list(self.modalities)}: the contrastive loss pairs the tokens of "
+                             "two modalities or more (e.g. --modalities s2,s1-asc)")
         if self.resume and self.overwrite:
             raise TrainError("--resume continues a run, --overwrite starts it again: choose one")
 
@@ -180,6 +183,11 @@ def setup(cfg: TrainConfig) -> Runtime:
     """Processes from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), device, precision flags."""
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local = int(os.environ.get("LOCAL_RANK", 0))
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise TrainError("device cuda: PyTorch sees no GPU here (torch.cuda.is_available() is False); use --device "
+                         "cpu or auto, or install a CUDA build of torch")
+    if cfg.device not in ("auto", "cuda", "cpu"):
+        raise TrainError(f"device {cfg.device!r}: choose auto, cuda or cpu")
     use_cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
     device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
     if world > 1 and not dist.is_initialized():

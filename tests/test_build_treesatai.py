@@ -474,3 +474,31 @@ def test_a_stalled_connection_is_bounded_by_the_recipe_timeout(built, world, tmp
         report = build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe, tmp_path / "out", workers=0))
     assert report.failed and all(s2["id"] in reason for reason in report.failed.values()), report.failed
     assert len(report.done) + len(report.failed) == 8
+
+
+def test_a_twice_listed_item_and_a_signed_href_leave_no_trace(built, world, tmp_path):
+    """An item listed twice is used once; a signed href (its token in the query) that fails to read
+    fails its tiles with a reason that keeps the URL but not the token, in the report and on screen."""
+    from omnisat_data.serve.assets import AssetServer
+    from omnisat_data.serve.world import rewrite_items
+
+    with AssetServer(world) as assets:
+        items_file = rewrite_items(world / "stac" / "items.ndjson", assets.url, tmp_path / "items.ndjson")
+        items = [json.loads(line) for line in items_file.read_text().splitlines()]
+        s1 = next(i for i in items if i["collection"] == "sentinel-1-rtc" and i["properties"]["datetime"].startswith("2022"))
+        broken = json.loads(json.dumps(s1))
+        broken["id"] = s1["id"][:-4] + "EEEE"
+        broken["properties"].pop("s1:product_identifier", None)
+        for pol in ("vv", "vh"):  # a port nothing listens on: refused at once
+            broken["assets"][pol]["href"] = f"http://127.0.0.1:9/{pol}.tif?se=2026-12-02&sig=TOPSECRET"
+        items_file.write_text("".join(json.dumps(i) + "\n" for i in items + [s1, broken]))
+        out = tmp_path / "out"
+        r = subprocess.run(_cli_build(world / "sources" / "treesatai", _recipe_file(tmp_path, str(items_file), 5000),
+                                      out), capture_output=True, text=True, cwd=ROOT, timeout=300)
+    report = (out / "build-report.json").read_text()
+    assert "TOPSECRET" not in report and "TOPSECRET" not in r.stdout + r.stderr
+    assert broken["id"] in report and "127.0.0.1:9/v" in report
+    for h5 in (out / "sentinel").glob("*.h5"):
+        with h5py.File(h5, "r") as f:
+            products = [p.decode() for p in f["sen-1-des-products"][()]] + [p.decode() for p in f["sen-1-asc-products"][()]]
+            assert len(products) == len(set(products))  # the twice-listed item once

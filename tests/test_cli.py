@@ -74,3 +74,68 @@ def test_demo_never_removes_a_folder_it_did_not_make(tmp_path):
     r = subprocess.run([sys.executable, "-m", "cli.data", "demo", str(tmp_path / "other"), "--no-train"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "not made by the demo" in r.stderr and (partial / "x").read_text() == "also mine"
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["-m", "cli.data", "build", "grid", "--recipe", "recipes/grid-demo.toml", "--out", "{tmp}/o", "--bbox",
+      "7.6,48.58,7.61,48.59", "--tile-size", "0m"], "tile size 0"),
+    (["-m", "cli.data", "build", "grid", "--recipe", "recipes/grid-demo.toml", "--out", "{tmp}/o", "--bbox",
+      "7.6,48.58,7.61,48.59", "--limit", "-1"], "--limit"),
+    (["-m", "cli.data", "build", "grid", "--recipe", "recipes/grid-demo.toml", "--out", "{tmp}/o", "--bbox",
+      "7.0,48.0,8.0,49.0"], "--limit"),  # 3 million 60 m tiles: refused before any is made
+    (["-m", "cli.data", "verify-alignment", "tests/data/treesatai-ts-sample", "--max-shift-px", "nan",
+      "--report", "{tmp}/r.json"], "--max-shift-px"),
+    (["-m", "cli.model", "train", "pretrain", "--data", "tests/data", "--out", "{tmp}/r", "--modalities", "s2"],
+     "two modalities"),
+])
+def test_misuse_is_one_line(tmp_path, args, needle):
+    r = subprocess.run([sys.executable, *[a.format(tmp=tmp_path) for a in args]], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_cuda_without_a_gpu_is_refused(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from omnisat_model.train import TrainConfig, TrainError, setup
+
+    with pytest.raises(TrainError, match="sees no GPU"):
+        setup(TrainConfig(task="pretrain", data=tmp_path, out=tmp_path / "r", modalities=("s2", "s1-asc"),
+                          device="cuda"))
+
+
+def test_mixed_name_and_id_properties_name_every_tile(tmp_path):
+    """pandas fills a missing property with NaN: a feature with only an `id` must not be named "nan"."""
+    import json
+
+    from omnisat_data.own_grid import tiles_from_file
+
+    def square(x, y):
+        return [[x, y], [x + 60, y], [x + 60, y - 60], [x, y - 60], [x, y]]
+    features = [{"type": "Feature", "properties": {"name": "first"}, "geometry": {"type": "Polygon", "coordinates": [square(500000, 5400000)]}},
+                {"type": "Feature", "properties": {"id": "second"}, "geometry": {"type": "Polygon", "coordinates": [square(500200, 5400000)]}},
+                {"type": "Feature", "properties": {"other": 1}, "geometry": {"type": "Polygon", "coordinates": [square(500400, 5400000)]}}]
+    path = tmp_path / "t.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features,
+                                "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32632"}}}))
+    own = tiles_from_file(path, 60.0, None, 0.2, 2022)
+    assert [t.name for t in own.tiles] == ["first", "second", "tile_00002"] and own.problems == ()
+
+
+def test_a_symlinked_source_file_is_copied_not_linked(tmp_path):
+    from omnisat_data.atomic import place_copy
+
+    outside = tmp_path / "elsewhere.tif"
+    outside.write_bytes(b"pixels")
+    link = tmp_path / "src" / "a.tif"
+    link.parent.mkdir()
+    link.symlink_to(outside)
+    place_copy(link, tmp_path / "out" / "a.tif")
+    placed = tmp_path / "out" / "a.tif"
+    assert not placed.is_symlink() and placed.read_bytes() == b"pixels"
