@@ -145,3 +145,38 @@ def test_stac_serve_leaves_nothing_behind_however_it_ends(world, how):
     assert not _postgres_of(workdir) and not os.path.exists(workdir)
     with pytest.raises(OSError):
         urllib.request.urlopen(urls["stac_api"] + "/collections", timeout=3)
+
+
+@pytest.mark.slow
+def test_asset_server_memory_stays_flat_under_concurrent_whole_file_reads(tmp_path):
+    """20 clients read a 24 MB file at once: the server sends in pieces, so its peak memory grows by
+    far less than 20 x 24 MB (it held each range whole: +480 MB)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    (tmp_path / "big.bin").write_bytes(os.urandom(24 << 20))
+    code = ("import sys, time; from omnisat_data.serve.assets import AssetServer\n"
+            f"s = AssetServer({str(tmp_path)!r}).__enter__(); print(s.url, flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+
+        def peak_kib() -> int:
+            status = open(f"/proc/{proc.pid}/status").read()
+            return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
+
+        base = peak_kib()
+
+        def read(_):
+            with urllib.request.urlopen(f"{url}/big.bin", timeout=60) as r:
+                n = 0
+                while chunk := r.read(1 << 16):
+                    n += len(chunk)
+                    time.sleep(0.0005)  # slow clients keep all 20 responses in flight together
+                return n
+
+        with ThreadPoolExecutor(20) as pool:
+            assert list(pool.map(read, range(20))) == [24 << 20] * 20
+        assert peak_kib() - base < 120 * 1024
+    finally:
+        proc.kill()
+        proc.wait()

@@ -93,6 +93,9 @@ class Faults:
             return entry[1]
 
 
+SEND_CHUNK = 1 << 20  # bytes read and sent at a time
+
+
 def _handler(root: Path, counters: Counters, faults: Faults):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -157,9 +160,15 @@ def _handler(root: Path, counters: Counters, faults: Faults):
             if body:
                 # Counted before sending: once the client has the bytes, the counters already show them.
                 counters.add(rel, length)
-                with open(target, "rb") as f:
+                with open(target, "rb") as f:  # in pieces: memory per request stays at SEND_CHUNK, not the range
                     f.seek(start)
-                    self.wfile.write(f.read(length))
+                    left = length
+                    while left > 0:
+                        piece = f.read(min(SEND_CHUNK, left))
+                        if not piece:
+                            break
+                        self.wfile.write(piece)
+                        left -= len(piece)
 
     return Handler
 
