@@ -113,12 +113,19 @@ def load_config(task: str, toml_file: Path | None = None, **overrides: Any) -> T
     [probe]: what differs between the runs of one recipe), then explicit overrides (None = not given)."""
     values: dict[str, Any] = {"task": task}
     if toml_file is not None:
+        if Path(toml_file).is_dir():
+            raise TrainError(f"{toml_file}: a folder, not a config file (recipes/train-*.toml)")
         try:
-            document = tomllib.loads(Path(toml_file).read_text())
+            document = tomllib.loads(Path(toml_file).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise TrainError(f"{toml_file}: no such config") from None
+        except UnicodeDecodeError as error:
+            raise TrainError(f"{toml_file}: not UTF-8 text ({error.reason} at byte {error.start})") from None
         except tomllib.TOMLDecodeError as error:
             raise TrainError(f"{toml_file}: not valid TOML ({error})") from None
+        for name, table in document.items():
+            if not isinstance(table, dict):
+                raise TrainError(f"{toml_file}: {name} is a value, not a table ([train], [{name}] ...)")
         unknown = sorted(set(document) - {"train", *TASKS})
         if unknown:
             raise TrainError(f"{toml_file}: unknown table {unknown[0]!r} (tables: train, {', '.join(TASKS)})")
@@ -132,6 +139,8 @@ def load_config(task: str, toml_file: Path | None = None, **overrides: Any) -> T
     for key in values:
         if key not in known:
             raise TrainError(f"{toml_file or 'config'}: unknown field {key!r}")
+    for key, value in values.items():
+        check_type(key, value, toml_file)
     for key in ("data", "out", "init", "cache"):
         if values.get(key) is not None:
             values[key] = Path(values[key])
@@ -141,6 +150,23 @@ def load_config(task: str, toml_file: Path | None = None, **overrides: Any) -> T
         if key not in values:
             raise TrainError(f"{key} is required")
     return TrainConfig(**values)
+
+
+def check_type(key: str, value: Any, source) -> None:
+    """A config value of the field's kind (from its annotation), or one line naming the field."""
+    kind = next(f.type for f in dataclasses.fields(TrainConfig) if f.name == key)
+    if value is None and "None" in kind:
+        return
+    ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+          "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          "bool": lambda v: isinstance(v, bool),
+          "str": lambda v: isinstance(v, str),
+          "Path": lambda v: isinstance(v, (str, Path)),
+          "tuple": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
+          "dict": lambda v: isinstance(v, dict)}
+    base = kind.split("|")[0].split("[")[0].strip()
+    if base in ok and not ok[base](value):
+        raise TrainError(f"{source or 'config'}: {key} = {value!r}: expected {kind.replace(' | None', '')}")
 
 
 def is_pastis(cfg: TrainConfig) -> bool:

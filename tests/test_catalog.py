@@ -142,3 +142,23 @@ def test_an_item_file_is_read_once_per_build_not_per_group(world, monkeypatch, t
     rows, report = dry_run(BuildConfig(world / "sources" / "treesatai", recipe, tmp_path / "out", workers=0))
     assert len(rows) >= 4 and report.searches == 2 * len(rows)  # many groups, two sensors each ...
     assert len(reads) == 1  # ... one read of the item file
+
+
+def test_a_bad_item_file_is_named_to_the_line(world, tmp_path):
+    from omnisat_data.catalog.search import CatalogError, EmbeddedCatalog, Search
+
+    lines = (world / "stac" / "items.ndjson").read_text().splitlines()
+    cases = {"truncated": (lines[:10] + ['{"type": "Feature", "id": "x"'] + lines[10:], "line 11 is not JSON"),
+             "not an item": (lines[:3] + ['{"hello": 1}'] + lines[3:], "line 4 is not a STAC item")}
+    for name, (content, needle) in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.ndjson"
+        path.write_text("\n".join(content) + "\n")
+        with pytest.raises(CatalogError, match=needle):
+            EmbeddedCatalog(path)
+    item = json.loads(lines[0])
+    item["id"], item["geometry"] = "no-geometry", None
+    item.pop("bbox", None)
+    path = tmp_path / "null.ndjson"
+    path.write_text("\n".join(lines + [json.dumps(item)]) + "\n")
+    hits = list(EmbeddedCatalog(path).search(Search(collections=(item["collection"],), bbox=(-180, -90, 180, 90))))
+    assert hits and "no-geometry" not in {h.id for h in hits}  # matches no bbox, as in a STAC API

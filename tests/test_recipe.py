@@ -65,3 +65,23 @@ def test_unreadable_recipes(tmp_path):
     (tmp_path / "broken.toml").write_text("format = ")
     with pytest.raises(RecipeError, match="not valid TOML"):
         load_recipe(tmp_path / "broken.toml")
+
+
+def test_recipe_and_config_files_that_are_not_files_or_not_text_are_one_line(tmp_path):
+    from omnisat_data.recipe import RecipeError, load_recipe
+    from omnisat_model.train import TrainError, load_config
+
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes("# r\xe9glage\n".encode("latin-1"))
+    for path, needle in ((tmp_path, "a folder"), (latin1, "not UTF-8")):
+        with pytest.raises(RecipeError, match=needle):
+            load_recipe(path)
+        with pytest.raises(TrainError, match=needle):
+            load_config("pretrain", path)
+    bad = tmp_path / "bad.toml"
+    for text, needle in (('[train]\nepochs = "ten"\n', "epochs = 'ten': expected int"),
+                         ("[train]\nmodalities = 's2'\n", "modalities"), ("train = 3\n", "not a table"),
+                         ("[train]\nnormalize = 1\n", "expected bool")):
+        bad.write_text(text)
+        with pytest.raises(TrainError, match=needle):
+            load_config("pretrain", bad, data="d", out="o")

@@ -58,16 +58,33 @@ def read_items(path: Path) -> list[pystac.Item]:
             from stac_geoparquet.arrow import stac_table_to_items
 
             dicts = list(stac_table_to_items(pq.read_table(path)))
+            where = [f"row {k + 1}" for k in range(len(dicts))]
         elif path.suffix == ".ndjson":
-            dicts = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            dicts, where = [], []
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if line.strip():
+                    try:
+                        dicts.append(json.loads(line))
+                    except ValueError as exc:
+                        raise CatalogError(f"{path}: line {number} is not JSON ({exc})") from None
+                    where.append(f"line {number}")
         else:
             doc = json.loads(path.read_text())
-            dicts = doc["features"] if doc.get("type") == "FeatureCollection" else [doc]
+            dicts = doc["features"] if isinstance(doc, dict) and doc.get("type") == "FeatureCollection" else [doc]
+            where = [f"feature {k}" for k in range(len(dicts))]
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except (OSError, ValueError, KeyError) as exc:
         raise CatalogError(f"{path}: cannot read items ({exc})") from exc
     items = []
-    for d in dicts:
-        item = pystac.Item.from_dict(d, preserve_dict=False)
+    for d, at in zip(dicts, where):
+        if not isinstance(d, dict) or d.get("type") != "Feature":
+            raise CatalogError(f"{path}: {at} is not a STAC item (no \"type\": \"Feature\")")
+        try:
+            item = pystac.Item.from_dict(d, preserve_dict=False)
+        except Exception as exc:  # pystac raises many types for a malformed item
+            raise CatalogError(f"{path}: {at} (item {d.get('id')!r}) is not a valid STAC item "
+                               f"({' '.join(str(exc).split())[:200]})") from None
         for asset in item.assets.values():
             asset.href = resolve_href(asset.href, path.parent)
         items.append(item)
@@ -145,8 +162,8 @@ class EmbeddedCatalog:
                 continue
             if search.ids is not None and item.id not in search.ids:
                 continue
-            if area is not None and not shape(item.geometry).intersects(area):
-                continue
+            if area is not None and (item.geometry is None or not shape(item.geometry).intersects(area)):
+                continue  # an item without geometry matches no bbox, as in a STAC API
             if start or end:
                 t0, t1 = _item_interval(item)
                 if (start and t1 < start) or (end and t0 > end):
