@@ -530,5 +530,6 @@ def main() -> None:  # pragma: no cover
     app()
 
 
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -56,6 +56,7 @@ app.add_typer(train_app, name="train")
 def _train(task: str, config: Path | None, overrides: dict) -> None:
     import json
 
+    from omnisat_model.data_treesatai import DataError
     from omnisat_model.train import TrainError, fit, load_config, prepare
 
     cfg = _or_fail(lambda: load_config(task, config, **overrides))
@@ -63,8 +64,10 @@ def _train(task: str, config: Path | None, overrides: dict) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    failure = None
+    # transient: the bar leaves no frame behind, so that an error below is the one line on stderr
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True)) as bar:
+                  console=Console(stderr=True), transient=True) as bar:
         job = bar.add_task(f"{task} epochs", total=cfg.epochs)
 
         def report(done: int, total: int, record: dict) -> None:
@@ -74,9 +77,11 @@ def _train(task: str, config: Path | None, overrides: dict) -> None:
                                                         f"{record['samples_per_s']:.1f} samples/s")
         try:
             result = fit(run, progress=report if run.rt.main else None)
-        except (TrainError, FloatingPointError) as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(2) from None
+        except (TrainError, FloatingPointError, DataError) as error:
+            failure = one_line(error)
+    if failure is not None:
+        typer.echo(f"error: {failure}", err=True)
+        raise typer.Exit(2)
     if run.rt.main:
         summary = {"out": str(cfg.out), "epochs": len(result["history"]), "best": result["best"]}
         if "test" in result:
@@ -134,6 +139,15 @@ def _command(task: str):
 
 for _task in ("pretrain", "finetune", "probe"):
     train_app.command(_task)(_command(_task))
+
+
+def one_line(error: BaseException) -> str:
+    """The message of an error, on one line; from a DataLoader worker (which wraps it with the worker's
+    traceback), the original message."""
+    text = str(error).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return " ".join(text.split())
 
 
 def _or_fail(fn, *args):

@@ -12,10 +12,16 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
 DASK_RETRIES = 2
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent, which stops the build in one line (no traceback per worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def max_local_workers() -> int:
@@ -50,7 +56,7 @@ def executor(workers: int, scheduler: str | None = None) -> Iterator[Executor]:
         return
     # spawn: the parent may run threads (servers, progress); forked GDAL state is not safe to share. More
     # processes than cores only add memory (each holds its own GDAL and numpy), so the pool is capped.
-    with ProcessPoolExecutor(max_workers=min(workers, max_local_workers()),
+    with ProcessPoolExecutor(max_workers=min(workers, max_local_workers()), initializer=_ignore_interrupts,
                              mp_context=multiprocessing.get_context("spawn")) as pool:
         yield pool
 

@@ -20,8 +20,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import rasterio
+import rasterio.errors
 
-from .data_treesatai import DATE_TOKEN, SERIES_H5, day_of_year
+from .data_treesatai import DATE_TOKEN, SERIES_H5, DataError, day_of_year
 
 
 def fingerprint(root: Path, split: str) -> dict:
@@ -31,7 +32,18 @@ def fingerprint(root: Path, split: str) -> dict:
 
 
 def read_tile(root: Path, name: str, modalities: tuple[str, ...]) -> tuple[np.ndarray | None, dict]:
-    """The raw arrays of one tile: aerial (4, H, W) uint8, and per series (data (T, C, 6, 6) float32, day of year (T,))."""
+    """The raw arrays of one tile: aerial (4, H, W) uint8, and per series (data (T, C, 6, 6) float32, day of year (T,)).
+
+    An unreadable file (truncated, empty, not HDF5 / GeoTIFF) is a DataError naming it, not a traceback."""
+    try:
+        return _read_tile(root, name, modalities)
+    except (OSError, KeyError, ValueError, rasterio.errors.RasterioError) as error:
+        if isinstance(error, DataError):
+            raise
+        raise DataError(f"{root}: tile {name}: cannot be read ({' '.join(str(error).split())[:200]})") from None
+
+
+def _read_tile(root: Path, name: str, modalities: tuple[str, ...]) -> tuple[np.ndarray | None, dict]:
     aerial = None
     if "aerial" in modalities:
         with rasterio.open(root / "aerial" / f"{name}.tif") as src:

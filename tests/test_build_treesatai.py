@@ -502,3 +502,22 @@ def test_a_twice_listed_item_and_a_signed_href_leave_no_trace(built, world, tmp_
         with h5py.File(h5, "r") as f:
             products = [p.decode() for p in f["sen-1-des-products"][()]] + [p.decode() for p in f["sen-1-asc-products"][()]]
             assert len(products) == len(set(products))  # the twice-listed item once
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_build_in_a_few_lines_and_the_rerun_completes_it(world, tmp_path):
+    source = world / "sources" / "treesatai"
+    recipe = _recipe_file(tmp_path, str(world / "stac" / "items.ndjson"), 30)
+    out = tmp_path / "out"
+    cmd = _cli_build(source, recipe, out)
+    cmd[cmd.index("--workers") + 1] = "2"
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((out / "stac" / "items").glob("*.json"))) < 1:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: every process of the group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in err and len(err.strip().splitlines()) <= 3, err[-2000:]
+    r = subprocess.run(_cli_build(source, recipe, out), capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0 and json.loads((out / "build-report.json").read_text())["tiles"]["failed"] == 0

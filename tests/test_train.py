@@ -380,3 +380,17 @@ def test_resuming_an_early_stopped_run_trains_no_more_epochs(built, tmp_path):
     again = train(dataclasses.replace(cfg, resume=True))
     assert len(again["history"]) == 2 and again["test"] == first["test"]
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_empty_h5_found_mid_epoch_is_one_line(built, tmp_path, workers):
+    broken = tmp_path / "broken"
+    shutil.copytree(built[0], broken)
+    name = (broken / "train_filenames.lst").read_text().split()[-1].removesuffix(".tif")
+    (broken / "sentinel" / f"{name}.h5").write_bytes(b"")
+    r = subprocess.run([sys.executable, "-m", "cli.model", "train", "pretrain", "--data", str(broken), "--out",
+                        str(tmp_path / "run"), "--model", "treesatai-ts-small", "--modalities", "s2,s1-asc",
+                        "--batch-size", "4", "--epochs", "1", "--device", "cpu", "--workers", str(workers)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 2 and name in r.stderr and "cannot be read" in r.stderr, r.stderr[-1500:]
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr[-1500:]
