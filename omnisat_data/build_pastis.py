@@ -123,16 +123,30 @@ def vhr_unit(href: str, targets: list[tuple[str, dict, str]], header_bytes: int 
 
 # -- normalisation files --------------------------------------------------------------------------------
 
-def fold_statistics(root: Path, folder: str, prefix: str, folds: dict[int, list[int]]) -> dict:
+def load_array(path: Path, problems: dict[str, str] | None = None) -> np.ndarray | None:
+    """A patch's array, or None (with its problem recorded) when it is missing or unreadable: one corrupt
+    file leaves that patch out of the statistics instead of aborting the build."""
+    if not path.is_file():
+        return None
+    try:
+        return np.load(path)
+    except (ValueError, OSError, EOFError) as error:
+        if problems is not None:
+            problems[str(path)] = f"unreadable .npy, left out of the NORM statistics ({' '.join(str(error).split())[:120]})"
+        return None
+
+
+def fold_statistics(root: Path, folder: str, prefix: str, folds: dict[int, list[int]],
+                    problems: dict[str, str] | None = None) -> dict:
     """{"Fold_k": {"mean": [C], "std": [C]}} over every pixel and date of the fold's patches."""
     out = {}
     for fold in sorted(folds):
         n, s, s2 = 0, 0.0, 0.0
         for pid in folds[fold]:
-            path = root / folder / f"{prefix}_{pid}.npy"
-            if not path.is_file():
+            a = load_array(root / folder / f"{prefix}_{pid}.npy", problems)
+            if a is None:
                 continue
-            a = np.load(path).astype(np.float64)  # (T, C, H, W)
+            a = a.astype(np.float64)  # (T, C, H, W)
             n += a.shape[0] * a.shape[2] * a.shape[3]
             s = s + a.sum(axis=(0, 2, 3))
             s2 = s2 + (a * a).sum(axis=(0, 2, 3))
@@ -310,24 +324,25 @@ def add_sentinel(tiles: list[Tile], s2_tiles: dict[str, str], recipe: Recipe, ou
 ANYSAT_NORM = {"s2": "S2", "s1a": "S1A", "s1d": "S1D", "s1": "S1A", "spot": "SPOT"}
 
 
-def patch_array(out: Path, prefix: str, pid: int) -> np.ndarray | None:
-    path = spot_path(out, pid) if prefix == "SPOT" else out / NORM_SERIES[prefix] / f"{prefix}_{pid}.npy"
+def patch_array(out: Path, prefix: str, pid: int, problems: dict[str, str] | None = None) -> np.ndarray | None:
+    if prefix != "SPOT":
+        return load_array(out / NORM_SERIES[prefix] / f"{prefix}_{pid}.npy", problems)
+    path = spot_path(out, pid)
     if not path.is_file():
         return None
-    if prefix == "SPOT":
-        with rasterio.open(path) as src:
-            return src.read()[None]  # (1, 3, H, W): one "date"
-    return np.load(path)
+    with rasterio.open(path) as src:
+        return src.read()[None]  # (1, 3, H, W): one "date"
 
 
-def anysat_statistics(out: Path, prefix: str, folds: dict[int, list[int]]) -> dict:
+def anysat_statistics(out: Path, prefix: str, folds: dict[int, list[int]],
+                      problems: dict[str, str] | None = None) -> dict:
     """{"Fold_1".."Fold_5": {"mean", "std"}} with AnySat's estimator (the mean over patches of each patch's
     per-channel mean and unbiased std over dates and pixels); a fold without patches gets the figures of
     all patches, so that any choice of folds reads."""
     per_patch = {}
     for fold, ids in folds.items():
         for pid in ids:
-            a = patch_array(out, prefix, pid)
+            a = patch_array(out, prefix, pid, problems)
             if a is not None:
                 a = a.astype(np.float64)
                 per_patch[pid] = (a.mean(axis=(0, 2, 3)), a.std(axis=(0, 2, 3), ddof=1))
@@ -345,12 +360,12 @@ def write_norm(out: Path, folds: dict[int, list[int]], overwrite: bool, report: 
     for name, folder in NORM_SERIES.items():
         target = out / f"NORM_{name}_patch.json"
         if (overwrite or not target.is_file()) and (out / folder).is_dir():
-            write_json(target, fold_statistics(out, folder, name, folds))
+            write_json(target, fold_statistics(out, folder, name, folds, report.source_problems))
             report.norm_written.append(target.name)
     for modality, prefix in ANYSAT_NORM.items():
         target = out / f"NORM_{modality}_patch.json"
         if overwrite or not target.is_file():
-            stats = anysat_statistics(out, prefix, folds)
+            stats = anysat_statistics(out, prefix, folds, report.source_problems)
             if stats:
                 write_json(target, stats)
                 report.norm_written.append(target.name)

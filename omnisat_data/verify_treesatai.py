@@ -208,7 +208,14 @@ def check_manifest(layout: Layout, name: str, grid: Grid, problems: list[str]) -
     path = layout.root / "stac" / "items" / f"{name}.json"
     if not path.is_file() or grid is None:
         return
-    props = json.loads(path.read_text()).get("properties", {})
+    try:
+        item = json.loads(path.read_text())
+        props = item.get("properties", {}) if isinstance(item, dict) else None
+        if not isinstance(props, dict):
+            raise ValueError("not a STAC item (no properties object)")
+    except (ValueError, UnicodeDecodeError) as error:  # one bad manifest item is this tile's problem, not verify's
+        problems.append(f"{name}: stac/items/{name}.json: unreadable ({' '.join(str(error).split())[:120]})")
+        return
     expected = centred_grid(grid, (6, 6))
     written = props.get("proj:transform")
     if written is None or not np.allclose(written[:6], list(expected.transform)[:6], atol=1e-3):

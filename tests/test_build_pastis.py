@@ -269,3 +269,21 @@ def test_pastis_output_inside_the_source_is_refused(world, tmp_path):
                         "--out", str(source), "--workers", "0"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and "never writes into" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert sorted(str(p.relative_to(source)) for p in source.rglob("*")) == names
+
+
+def test_a_corrupt_npy_is_named_and_the_build_goes_on(world, tmp_path):
+    """One unreadable array in the source: the build finishes, the file is named in the report and left
+    out of the normalisation statistics; the other patches' files are all there."""
+    import shutil
+
+    from omnisat_data.build_pastis import PastisConfig, build_pastis
+    from omnisat_data.recipe import load_recipe
+
+    source = tmp_path / "PASTIS-R"
+    shutil.copytree(world / "sources" / "PASTIS-R", source)
+    corrupt = sorted((source / "DATA_S1A").glob("*.npy"))[0]
+    corrupt.write_bytes(b"\x93NUMPY garbage")
+    recipe = load_recipe(ROOT / "recipes" / "pastis-hd-demo.toml").with_catalog(str(world / "stac" / "items.ndjson"))
+    report = build_pastis(PastisConfig(source, recipe, tmp_path / "out", 0))
+    assert report.failed == {} and any(corrupt.name in k and "unreadable" in v for k, v in report.source_problems.items())
+    assert (tmp_path / "out" / "NORM_S2_patch.json").is_file() and (tmp_path / "out" / "DATA_SPOT").is_dir()

@@ -180,3 +180,11 @@ def test_asset_server_memory_stays_flat_under_concurrent_whole_file_reads(tmp_pa
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_missing_server_extras_are_named_before_anything_starts(monkeypatch):
+    import omnisat_data.serve.pgstac as pgstac
+
+    monkeypatch.setattr(pgstac, "_importable", lambda module: module != "pypgstac")
+    with pytest.raises(ServerError, match=r"pypgstac: pip install"):
+        PgStacServer([], [])

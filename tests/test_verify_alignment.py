@@ -181,6 +181,8 @@ def _plant(layout: Layout, name: str, defect: str) -> None:
     elif defect == "short pth":
         path = layout.pth["s1-asc"] / f"{name}.pth"
         torch.save(torch.load(path, weights_only=True)[:-1].clone(), path)
+    elif defect == "garbage manifest":
+        (layout.root / "stac" / "items" / f"{name}.json").write_bytes(b"\x00garbage{")
     elif defect == "NaN pixel":
         with h5py.File(h5, "r+") as f:
             d = f["sen-2-data"][()]
@@ -194,7 +196,8 @@ def _plant(layout: Layout, name: str, defect: str) -> None:
 
 
 DEFECTS = {"transform": "proj:transform", "band order": "band order", "date order": "out of order",
-           "short pth": "frames for", "all-NaN frame": "all NaN", "NaN pixel": "holds NaN"}
+           "short pth": "frames for", "all-NaN frame": "all NaN", "NaN pixel": "holds NaN",
+           "garbage manifest": "unreadable"}
 
 
 @pytest.mark.parametrize("defect", list(DEFECTS))

@@ -41,6 +41,15 @@ def find_pg_bin(pg_bin: str | None = None) -> Path:
                       "(apt-get install postgresql-15 postgresql-15-postgis-3)")
 
 
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a missing parent package
+        return False
+
+
 def _check_postgis(pg_bin: Path) -> None:
     sharedir = subprocess.run([str(pg_bin / "pg_config"), "--sharedir"], capture_output=True, text=True).stdout.strip() \
         if (pg_bin / "pg_config").is_file() else f"/usr/share/postgresql/{pg_bin.parent.name}"
@@ -58,6 +67,9 @@ class PgStacServer:
 
     def __init__(self, collections: list[Path], items: list[Path], port: int = 0, db_port: int = 0,
                  pg_bin: str | None = None, workdir: Path | None = None, log=print):
+        missing = [m for m in ("pypgstac", "stac_fastapi.pgstac", "uvicorn") if not _importable(m)]
+        if missing:  # before anything starts: nothing is left running when these are absent
+            raise ServerError(f"the STAC API needs {', '.join(missing)}: pip install -e '.[server]'")
         self.pg_bin = find_pg_bin(pg_bin)
         _check_postgis(self.pg_bin)
         for p in [*collections, *items]:
