@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -173,6 +174,18 @@ def _handler(root: Path, counters: Counters, faults: Faults):
     return Handler
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-answer (a reader that timed out, a truncated read) is normal here:
+    no traceback on stderr for it; other errors are still printed."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class AssetServer:
     """Serve `root` over HTTP on 127.0.0.1 from a background thread; use as a context manager."""
 
@@ -184,7 +197,7 @@ class AssetServer:
             raise PortInUse(f"port {port} is already in use on {host}")
         self.counters = Counters()
         self.faults = Faults()
-        self._server = ThreadingHTTPServer((host, port), _handler(self.root, self.counters, self.faults))
+        self._server = QuietServer((host, port), _handler(self.root, self.counters, self.faults))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="asset-server", daemon=True)
 
