@@ -176,6 +176,8 @@ class Campaign:
         report = json.loads((folder / "build-report.json").read_text())
         got = tree_digest(folder)
         if kind == "http-503":
+            if r.returncode:
+                return f"build exit {r.returncode}: {r.stderr.strip()[-200:]}"
             return None if got == self.ref_digest else "the build retried into other files than the reference"
         failed = report["failed"]
         if not failed:

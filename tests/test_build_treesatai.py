@@ -24,7 +24,7 @@ from omnisat_data.acquisitions import Acquisition, s2_datatake
 from omnisat_data.build_treesatai import BuildConfig, build_treesatai, carve_val
 from omnisat_data.series_units import one_granule_per_datatake
 from omnisat_data.treesatai_tree import read_treesatai
-from omnisat_data.treesatai_ts import assemble, pth_tensor
+from omnisat_data.treesatai_ts import assemble
 from omnisat_data.world.config import PRESETS
 from omnisat_data.world.field import Field
 from omnisat_data.world.make import make_world, plan_world
