@@ -153,6 +153,13 @@ class Campaign:
             return same_run(self.train_reference, folder)
         return self.http_trial(kind, folder)
 
+    def used_items(self) -> set[str]:
+        ids = set()
+        for path in (self.reference / "stac" / "items").glob("*.json"):
+            for dates in json.loads(path.read_text())["properties"]["omnisat:dates"].values():
+                ids.update(d["item"] for d in dates)
+        return ids
+
     def http_trial(self, kind: str, folder: Path) -> str | None:
         from omnisat_data.serve.assets import AssetServer
         from omnisat_data.serve.world import rewrite_items
@@ -161,8 +168,8 @@ class Campaign:
             items_file = rewrite_items(Path(self.items), assets.url, folder.with_suffix(".ndjson"))
             items = [json.loads(line) for line in items_file.read_text().splitlines()]
             series = "sentinel-2-l2a" if kind != "truncated" else "sentinel-1-rtc"
-            chosen = self.rng.choice([i for i in items if i["collection"] == series
-                                      and i["properties"]["datetime"][:4] == "2022"])
+            used = self.used_items()  # an item the reference build read: a fault in it must show
+            chosen = self.rng.choice([i for i in items if i["collection"] == series and i["id"] in used])
             band = "B04" if series == "sentinel-2-l2a" else self.rng.choice(["vv", "vh"])
             path = f"data/{series}/{chosen['id']}/{band}.tif"
             if kind == "http-503":
