@@ -10,10 +10,9 @@ WORLD: a world made by `omnisat-data world make` (the tests use the tiny preset)
   train-kill   the same for `omnisat train finetune` (small model, S2): --resume must give the reference's
                last.pt / best.pt weights and metrics
   http-503     one asset answers 503 three times: retried, the build equals the reference
-  truncated    one Sentinel-1 asset served cut short: the tiles it covers fail (named), the others equal
-               the reference
-  stall        one asset holds every answer past the recipe's timeout: the tiles it covers fail, the
-               build ends
+  truncated    one Sentinel-1 asset served cut short: the tiles it covers are written without that date
+               (recorded, named), their other dates and every other tile equal the reference
+  stall        one asset holds every answer past the recipe's timeout: the same, and the build ends
 Prints a table of trials held / failed per kind (and the first failure's reason) and exits 1 on any failure.
 """
 
@@ -186,18 +185,36 @@ class Campaign:
             if r.returncode:
                 return f"build exit {r.returncode}: {r.stderr.strip()[-200:]}"
             return None if got == self.ref_digest else "the build retried into other files than the reference"
-        failed = report["failed"]
-        if not failed:
-            return f"no tile failed although {path} was {kind}"
-        if not all(chosen["id"] in why for why in failed.values()):
-            return f"a failure does not name the item: {next(iter(failed.values()))[:160]}"
-        # every tile that did not fail is the reference's, file for file; failed tiles are not listed
+        lost = report["lost"]
+        if report["failed"]:
+            return f"tiles failed instead of losing one date: {next(iter(report['failed'].values()))[:160]}"
+        if not lost:
+            return f"no tile lost a date although {path} was {kind}"
+        if not all(d["item"] == chosen["id"] for dates in lost.values() for d in dates):
+            return f"a lost date names another item: {lost}"
+        # tiles that lost nothing are the reference's, file for file; the others hold the reference's
+        # products less the lost one
+        import h5py
+
         for name in report["dates"]:
-            for rel in (f"sentinel/{name}.h5", f"s1-asc/{name}.pth", f"s1-des/{name}.pth"):
-                if got.get(rel) != self.ref_digest.get(rel):
-                    return f"{rel} differs from the reference"
-        listed = "".join((folder / f"{s}_filenames.lst").read_text() for s in ("train", "val", "test"))
-        return None if not any(name in listed for name in failed) else "a failed tile is listed in a split"
+            if name not in lost:
+                for rel in (f"sentinel/{name}.h5", f"s1-asc/{name}.pth", f"s1-des/{name}.pth"):
+                    if got.get(rel) != self.ref_digest.get(rel):
+                        return f"{rel} differs from the reference"
+                continue
+            from omnisat_data.acquisitions import same_take
+
+            keys = ("sen-2-products", "sen-1-asc-products", "sen-1-des-products")
+            with h5py.File(folder / "sentinel" / f"{name}.h5") as a, h5py.File(self.reference / "sentinel" / f"{name}.h5") as b:
+                ours = [p.decode() for k in keys for p in a[k][()]]
+                theirs = [p.decode() for k in keys for p in b[k][()]]
+            # the reference's dates, in order, less those of the lost acquisition's datatake (a mosaic that
+            # needed the lost granule is incomplete without it, so its date goes too)
+            take = same_take(lost[name][0]["product"])
+            if [p for p in theirs if same_take(p) != take] != [p for p in ours if same_take(p) != take] or \
+                    len(ours) >= len(theirs):
+                return f"{name}: products {len(ours)}: not the reference's ({len(theirs)}) less the lost date"
+        return None
 
 
 def main() -> None:

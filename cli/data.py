@@ -185,6 +185,9 @@ def _print_report(report, out_dir: Path) -> None:
     out.print(table)
     for tile, reason in sorted(report.failed.items()):
         out.print(f"[red]failed[/] {escape(tile)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    for tile, lost in sorted(getattr(report, "lost", {}).items()):
+        out.print(f"[yellow]date lost[/] {escape(tile)}: {len(lost)} acquisition(s) unreadable, written without "
+                  f"(rerun to retry): {escape(lost[0]['reason'])}", highlight=False, soft_wrap=True)
     for item, reason in sorted(report.refused_items.items()):
         out.print(f"[yellow]refused[/] {escape(reason)}", highlight=False, soft_wrap=True)
     for where, reason in sorted(report.source_problems.items()):
@@ -202,6 +205,8 @@ def build_treesatai_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (searches, items, bytes) and stop."),
     limit: Optional[int] = typer.Option(None, help="Build only the first N tiles (by name)."),
     year: Optional[int] = typer.Option(None, help="Year for tiles missing from geojson/bb_60m.GeoJSON."),
+    strict: bool = typer.Option(False, "--strict", help="A scene that cannot be read fails the tiles it covers "
+                                "(default: they are written without that date, recorded, and retried on rerun)."),
 ) -> None:
     """Search, co-register and write TreeSatAI-TS (Sentinel-2, Sentinel-1 asc/des series per aerial tile)."""
     from omnisat_data.build_treesatai import BuildConfig, dry_run as plan_only
@@ -218,7 +223,7 @@ def build_treesatai_command(
         if catalog:
             loaded = loaded.with_catalog(catalog)
         cfg = BuildConfig(source=source, recipe=loaded, out=out, workers=workers, limit=limit, year=year,
-                          scheduler=scheduler)
+                          scheduler=scheduler, strict=strict)
         if scheduler:
             check_scheduler(scheduler)
         if dry_run:

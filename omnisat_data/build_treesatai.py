@@ -58,6 +58,7 @@ class BuildConfig:
     batch_tiles: int = 256  # tiles held in memory together (a unit = one acquisition x one batch)
     limit: int | None = None  # first N tiles (by name) only
     year: int | None = None  # fallback year for tiles missing from bb_60m.GeoJSON
+    strict: bool = False  # a scene that cannot be read fails the tiles it covers (default: they lose that date)
 
 
 @dataclass
@@ -75,6 +76,9 @@ class BuildReport:
     # tile -> series -> {"mosaicked": frames completed from another granule or slice of their take,
     # "dropped": takes left incomplete even mosaicked (not written)}; only tiles with either
     completion: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    # tile -> acquisitions a permanent read error took from its series ({item, product, series, reason});
+    # such a tile is written without them and not marked complete, so a rerun tries them again
+    lost: dict[str, list[dict]] = field(default_factory=dict)
     bytes_read: int = 0  # compressed bytes of the COG blocks read
     seconds: float = 0.0
 
@@ -87,6 +91,7 @@ class BuildReport:
                 "frames": {key: sum(c[key] for tile in self.completion.values() for c in tile.values())
                            for key in ("mosaicked", "dropped")},
                 "completion": dict(sorted(self.completion.items())),
+                "lost": dict(sorted(self.lost.items())),
                 "bytes_read": self.bytes_read, "seconds": round(self.seconds, 2)}
 
 
@@ -112,8 +117,8 @@ def built_from(recipe: Recipe, aerial: Path) -> str:
 
 
 def is_complete(out: Path, stem: str, fingerprint: str | None = None) -> bool:
-    """Complete = manifest item written (it is written last), every file it lists present and, when
-    `fingerprint` is given, built from the same recipe and source."""
+    """Complete = manifest item written (it is written last), every file it lists present, no date lost
+    to a read error and, when `fingerprint` is given, built from the same recipe and source."""
     path = manifest_item_path(out, stem)
     if not path.is_file():
         return False
@@ -122,6 +127,8 @@ def is_complete(out: Path, stem: str, fingerprint: str | None = None) -> bool:
     except ValueError:
         return False
     if fingerprint is not None and item.get("properties", {}).get("omnisat:built_from") != fingerprint:
+        return False
+    if item.get("properties", {}).get("omnisat:dates_lost"):
         return False
     return all((path.parent / a["href"]).resolve().is_file() for a in item.get("assets", {}).values())
 
@@ -163,7 +170,7 @@ def tile_series(frames: list) -> dict[str, Series]:
 
 
 def manifest_item(out: Path, tile: Tile, files: dict[str, Path], aerial: Path, series: dict[str, Series],
-                  year: int, fingerprint: str) -> dict:
+                  year: int, fingerprint: str, lost: list[dict] | None = None) -> dict:
     here = manifest_item_path(out, tile.name).parent
     footprint = lonlat(tile)
     assets = {key: {"href": os.path.relpath(path, here), "roles": ["data"],
@@ -181,7 +188,7 @@ def manifest_item(out: Path, tile: Tile, files: dict[str, Path], aerial: Path, s
                        "end_datetime": f"{year}-12-31T23:59:59Z", "treesatai:aerial_year": tile.year,
                        "proj:code": tile.sentinel.crs, "proj:shape": list(tile.sentinel.shape),
                        "proj:transform": list(tile.sentinel.transform)[:6], "omnisat:dates": dates,
-                       "omnisat:built_from": fingerprint},
+                       "omnisat:built_from": fingerprint, **({"omnisat:dates_lost": lost} if lost else {})},
         "links": [], "assets": assets,
     }
 
@@ -208,7 +215,9 @@ def finish_group(group: Group, cfg: BuildConfig, source: TreeSatSource, fingerpr
         files = write_tile(cfg.out, tile.name, series)
         write_json(manifest_item_path(cfg.out, tile.name),
                    manifest_item(cfg.out, tile, files, aerial, series, group.year,
-                                 fingerprints[tile.name]), sort_keys=True)
+                                 fingerprints[tile.name], group.lost.get(i)), sort_keys=True)
+        if group.lost.get(i):
+            report.lost[tile.name] = group.lost[i]
         report.done.append(tile.name)
         report.tile_dates += sum(len(s) for s in series.values())
         report.dates[tile.name] = {name: len(s) for name, s in series.items()}
@@ -338,11 +347,13 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
     batches = [b for g in groups for b in split_group(g, cfg.batch_tiles)]
     specs = {name: read_spec(cfg.recipe, name) for name in SERIES}
     read_batches(batches, run_unit, specs, cfg.workers, cfg.scheduler, tally,
-                 lambda batch: finish_group(batch, cfg, source, fingerprints, report), progress)
+                 lambda batch: finish_group(batch, cfg, source, fingerprints, report), progress, strict=cfg.strict)
     report.searches, report.units, report.bytes_read = tally.searches, tally.units, tally.bytes_read
     report.refused_items = tally.refused_items
 
-    complete = sorted(t.name for t in tiles if is_complete(cfg.out, t.name, fingerprints[t.name]))
+    # what the lists and statistics hold: complete tiles, and tiles written without their lost dates
+    complete = sorted(t.name for t in tiles if is_complete(cfg.out, t.name, fingerprints[t.name])
+                      or t.name in report.lost)
     labels = {f"{stem}.tif": source.labels[f"{stem}.tif"] for stem in complete if f"{stem}.tif" in source.labels}
     write_json(cfg.out / LABELS, labels, sort_keys=True)
     write_splits(cfg.out, source, set(complete))

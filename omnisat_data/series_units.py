@@ -42,6 +42,7 @@ class Group:
     units: list[tuple[Acquisition, list[int]]] = field(default_factory=list)  # acquisition, tile indices
     frames: dict[int, list] = field(default_factory=dict)  # tile index -> [(key, product, item, values, series)]
     failed: dict[int, str] = field(default_factory=dict)
+    lost: dict[int, list[dict]] = field(default_factory=dict)  # tile index -> acquisitions not read, and why
 
 
 @dataclass
@@ -159,14 +160,18 @@ def split_group(group: Group, size: int) -> list[Group]:
         units = [(acq, [local[i] for i in members if i in local]) for acq, members in group.units]
         failed = {local[i]: reason for i, reason in group.failed.items() if i in local}
         out.append(Group(group.window, group.tiles[start : start + size], group.year, [u for u in units if u[1]],
-                         failed=failed))
+                         failed=failed))  # (lost dates are found while reading)
     return out
 
 
 def read_batches(batches: list[Group], unit: Callable, specs: dict, workers: int, scheduler: str | None,
-                 tally: ReadTally, finish: Callable[[Group], None], progress: Progress | None = None) -> None:
+                 tally: ReadTally, finish: Callable[[Group], None], progress: Progress | None = None,
+                 strict: bool = True) -> None:
     """Run `unit(acquisition, grids, specs[series])` -> (values per tile, bytes) for every unit of every
     batch; append each tile's frames to `batch.frames`, then call `finish(batch)` in batch order.
+
+    A unit that fails (after GDAL's retries) fails the tiles it covers when `strict`; otherwise its
+    acquisition is recorded as lost for them (`batch.lost`) and the tiles go on without that date.
 
     `unit` must be a module-level function (it is pickled to worker processes)."""
     total = sum(len(b.units) for b in batches)
@@ -189,13 +194,15 @@ def read_batches(batches: list[Group], unit: Callable, specs: dict, workers: int
                     for row, i in enumerate(members):
                         batch.frames.setdefault(i, []).append((acq.sort_key, acq.product, acq.item_id, values[row],
                                                                acq.series))
-                except ItemError as error:
+                except Exception as error:  # an unreadable asset, a worker that died: the build goes on
+                    reason = without_queries(error) if isinstance(error, ItemError) else without_queries(
+                        f"item {acq.item_id}: {error.__class__.__name__}: {' '.join(str(error).split())}")
                     for i in members:
-                        batch.failed.setdefault(i, without_queries(error))
-                except Exception as error:  # a worker that died, or a bug: this unit's tiles fail, the build goes on
-                    reason = without_queries(f"item {acq.item_id}: {error.__class__.__name__}: {' '.join(str(error).split())}")
-                    for i in members:
-                        batch.failed.setdefault(i, reason)
+                        if strict:
+                            batch.failed.setdefault(i, reason)
+                        else:
+                            batch.lost.setdefault(i, []).append({"item": acq.item_id, "product": acq.product,
+                                                                 "series": acq.series, "reason": reason})
                 done += 1
                 if progress:
                     progress("read", done, total)

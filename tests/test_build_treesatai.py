@@ -21,7 +21,7 @@ from pyproj import Transformer
 from conftest import recipe_for
 from world_truth import check_series_file
 from omnisat_data.acquisitions import Acquisition, s2_datatake
-from omnisat_data.build_treesatai import BuildConfig, build_treesatai, carve_val
+from omnisat_data.build_treesatai import BuildConfig, build_treesatai, carve_val, is_complete
 from omnisat_data.series_units import one_granule_per_datatake
 from omnisat_data.treesatai_tree import read_treesatai
 from omnisat_data.treesatai_ts import assemble
@@ -314,7 +314,9 @@ def test_injected_faults_are_retried_isolated_or_refused(built, world, truth, tm
                 f.write(json.dumps(corrupt) + "\n" + json.dumps(hostile) + "\n")
             out = tmp_path / "out"
             report = build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe_for(str(items_file)), out,
-                                                 workers=0))
+                                                 workers=0, strict=True))
+            lenient = build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe_for(str(items_file)),
+                                                  tmp_path / "lenient", workers=0))
         assert assets.faults.errors[flaky][0] == 0 and assets.counters.per_path[flaky][0] >= 4
     assert sorted(report.failed) == sorted(t.name for t in hit)
     assert all(corrupt["id"] in reason and "vv" in reason for reason in report.failed.values())
@@ -327,6 +329,17 @@ def test_injected_faults_are_retried_isolated_or_refused(built, world, truth, tm
             assert s2["properties"]["s2:product_uri"].removesuffix(".SAFE").encode() in list(f["sen-2-products"][()])
     lists = "".join((out / f"{s}_filenames.lst").read_text() for s in ("train", "val", "test"))
     assert all(t.name not in lists for t in hit), "failed tiles are never listed"
+    # without --strict the hit tiles are written without the unreadable date, which they record ...
+    assert lenient.failed == {} and sorted(lenient.lost) == sorted(t.name for t in hit)
+    for t in hit:
+        assert [d["item"] for d in lenient.lost[t.name]] == [corrupt["id"]]
+        item = json.loads((tmp_path / "lenient" / "stac" / "items" / f"{t.name}.json").read_text())
+        assert item["properties"]["omnisat:dates_lost"][0]["item"] == corrupt["id"]
+        with h5py.File(tmp_path / "lenient" / "sentinel" / f"{t.name}.h5", "r") as f:
+            assert corrupt["properties"].get("s1:product_identifier", corrupt["id"]).encode() not in \
+                list(f["sen-1-asc-products"][()]) + list(f["sen-1-des-products"][()])
+    # ... and are not complete: a rerun (the server now whole) reads them again
+    assert all(not is_complete(tmp_path / "lenient", t.name) for t in hit)
 
 
 def test_cli_errors_are_one_line(world, tmp_path):
@@ -474,8 +487,8 @@ def test_a_stalled_connection_is_bounded_by_the_recipe_timeout(built, world, tmp
         recipe = recipe_for(str(items_file))
         recipe = dataclasses.replace(recipe, s2=dataclasses.replace(recipe.s2, timeout_s=2.0))
         report = build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe, tmp_path / "out", workers=0))
-    assert report.failed and all(s2["id"] in reason for reason in report.failed.values()), report.failed
-    assert len(report.done) + len(report.failed) == 8
+    assert report.lost and all(s2["id"] == d["item"] for lost in report.lost.values() for d in lost), report.lost
+    assert len(report.done) == 8 and report.failed == {}
 
 
 def test_a_twice_listed_item_and_a_signed_href_leave_no_trace(built, world, tmp_path):
