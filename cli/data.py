@@ -43,7 +43,8 @@ def _known_errors():
     from omnisat_data.serve.assets import PortInUse
     from omnisat_data.serve.pgstac import ServerError
 
-    return (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, CatalogError, PortInUse, ServerError)
+    # OSError: a full disk (ENOSPC), a read-only --out: one line naming the file, not a traceback
+    return (OSError, ValueError, CatalogError, PortInUse, ServerError)
 
 
 def _progress() -> Progress:

@@ -85,7 +85,11 @@ def read_pastis(root: str | Path, require_dates: bool = True) -> PastisSource:
         props = feature.get("properties", {})
         if "ID_PATCH" not in props:
             raise SourceError(f"{path}: feature {k} has no ID_PATCH")
-        pid = int(props["ID_PATCH"])
+        value = props["ID_PATCH"]
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+            problems.append((f"feature {k}", f"ID_PATCH {value!r} is not a whole number: patch left out"))
+            continue
+        pid = int(value)
         if require_dates:
             missing = [p for p in DATE_PROPERTIES if p not in props]
             if missing:

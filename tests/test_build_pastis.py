@@ -287,3 +287,18 @@ def test_a_corrupt_npy_is_named_and_the_build_goes_on(world, tmp_path):
     report = build_pastis(PastisConfig(source, recipe, tmp_path / "out", 0))
     assert report.failed == {} and any(corrupt.name in k and "unreadable" in v for k, v in report.source_problems.items())
     assert (tmp_path / "out" / "NORM_S2_patch.json").is_file() and (tmp_path / "out" / "DATA_SPOT").is_dir()
+
+
+def test_a_null_patch_id_leaves_that_patch_out_with_its_reason(world, tmp_path):
+    import shutil
+
+    from omnisat_data.pastis_tree import read_pastis
+
+    source = tmp_path / "PASTIS-R"
+    shutil.copytree(world / "sources" / "PASTIS-R", source)
+    doc = json.loads((source / "metadata.geojson").read_text())
+    doc["features"].append(json.loads(json.dumps(doc["features"][0])))
+    doc["features"][-1]["properties"]["ID_PATCH"] = None
+    (source / "metadata.geojson").write_text(json.dumps(doc))
+    tree = read_pastis(source)
+    assert len(tree.patches) == 1 and any("ID_PATCH None" in why for _, why in tree.problems)
