@@ -127,8 +127,12 @@ def _source(where: str, table: Any, base: Path | None) -> SourceRecipe:
     if "masks" in table:
         values["masks"] = keys("masks")
     if "filter" in table:
-        if not isinstance(table["filter"], dict) or "op" not in table["filter"]:
-            raise RecipeError(f"{where}.filter: expected a CQL2-JSON object with an 'op'")
+        from .catalog.cql2 import UnsupportedFilter, check
+
+        try:
+            check(table["filter"])
+        except UnsupportedFilter as error:
+            raise RecipeError(f"{where}.filter: {error}") from None
         values["filter"] = table["filter"]
     if "header_bytes" in table:
         value = table["header_bytes"]

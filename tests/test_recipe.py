@@ -85,3 +85,18 @@ def test_recipe_and_config_files_that_are_not_files_or_not_text_are_one_line(tmp
         bad.write_text(text)
         with pytest.raises(TrainError, match=needle):
             load_config("pretrain", bad, data="d", out="o")
+
+
+@pytest.mark.parametrize("filter_, needle", [
+    ('{ op = "<<", args = [{ property = "eo:cloud_cover" }, 3] }', "unsupported CQL2 operator '<<'"),
+    ('{ op = "<=", args = [{ property = "eo:cloud_cover" }] }', "'<=' takes 2 arguments, got 1"),
+    ('{ op = "and", args = [{ op = "like" }] }', "'like' takes 2 arguments, got 0"),
+])
+def test_a_bad_cql2_filter_is_refused_when_the_recipe_is_read(tmp_path, filter_, needle):
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "recipes" / "demo.toml").read_text().replace("[s2]\n", f"[s2]\nfilter = {filter_}\n", 1)
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    with pytest.raises(RecipeError, match=needle.replace("(", r"\(")) as error:
+        load_recipe(path)
+    assert "[s2].filter" in str(error.value) or "s2" in str(error.value)

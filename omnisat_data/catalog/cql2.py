@@ -45,6 +45,29 @@ def _value(node, item: pystac.Item):
     return node
 
 
+ARITY = {**{op: 2 for op in _COMPARE}, "not": 1, "in": 2, "isNull": 1, "like": 2}  # "between": 2 or 3
+
+
+def check(expr) -> None:
+    """A filter this module can evaluate, or UnsupportedFilter naming the operator or the node: recipes
+    are checked when they are read, not when the first search meets the mistake."""
+    if not isinstance(expr, dict) or "op" not in expr:
+        raise UnsupportedFilter(f"CQL2 node {expr!r} is not an object with an 'op'")
+    op, args = expr["op"], expr.get("args", [])
+    if op not in ARITY and op not in ("and", "or", "between"):
+        raise UnsupportedFilter(f"unsupported CQL2 operator {op!r} (supported: and, or, not, "
+                                f"{', '.join(_COMPARE)}, in, between, isNull, like)")
+    if not isinstance(args, list):
+        raise UnsupportedFilter(f"CQL2 {op!r}: args must be a list, got {args!r}")
+    counts = {"between": (2, 3)}.get(op) or ((ARITY[op],) if op in ARITY else None)
+    if (counts is not None and len(args) not in counts) or (op in ("and", "or") and not args):
+        wanted = " or ".join(map(str, counts)) if counts else "at least 1"
+        raise UnsupportedFilter(f"CQL2 {op!r} takes {wanted} arguments, got {len(args)}")
+    if op in ("and", "or", "not"):
+        for a in args:
+            check(a)
+
+
 def evaluate(expr: dict, item: pystac.Item) -> bool:
     op, args = expr.get("op"), expr.get("args", [])
     if op == "and":
