@@ -1,4 +1,4 @@
-"""The fault campaign (benchmarks/fault_campaign.py), a few trials of each kind on the tiny world:
+"""The fault campaign (benchmarks/fault_campaign.py), a few trials of each kind on the tiny world (kills twice, HTTP faults once):
 builds and training runs killed at random moments (SIGKILL and SIGINT) resume to the uninterrupted run's
 files and weights; HTTP 503s are retried into the same files; a truncated or stalled asset fails only
 the tiles it covers, naming the item. More trials: run the script (its table is in benchmarks/README.md)."""
@@ -19,5 +19,6 @@ def test_fault_campaign_loses_nothing(world, tmp_path):
     from fault_campaign import KINDS, Campaign
 
     campaign = Campaign(world, tmp_path / "campaign", seed=3)
-    results = {(kind, k): campaign.trial(kind, k) for kind in KINDS for k in range(2)}
+    # kills twice (SIGKILL, then SIGINT with workers), HTTP faults once: the script runs as many as asked
+    results = {(kind, k): campaign.trial(kind, k) for kind in KINDS for k in range(2 if kind.endswith("kill") else 1)}
     assert {key: why for key, why in results.items() if why} == {}
