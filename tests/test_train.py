@@ -144,7 +144,7 @@ def test_bad_input_stops_with_one_line(built, tmp_path):
     doc = json.loads(labels.read_text())
     doc.pop(sorted(doc)[0])
     labels.write_text(json.dumps(doc))
-    r = subprocess.run(base + ["pretrain", "--data", str(broken), "--out", str(tmp_path / "o5"), "--modalities", "s2"],
+    r = subprocess.run(base + ["pretrain", "--data", str(broken), "--out", str(tmp_path / "o5"), "--modalities", "s2,s1-asc"],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and "no labels for" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
