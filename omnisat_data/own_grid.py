@@ -84,21 +84,27 @@ def patch_id(props: dict, k: int) -> int:
     return int(value) if isinstance(value, (int, np.integer)) else FIRST_PATCH_ID + k
 
 
-def tiles_from_file(path: Path, size_m: float, crs: str | None, vhr_res: float, year: int,
-                    integer_ids: bool = False) -> OwnTiles:
-    """One tile per polygon of a vector file (any format GDAL reads; GeoJSON without CRS is lon/lat).
-
-    Names: the `name` (or `id`) property, else the feature's index; `integer_ids` (pastis-hd): the
-    integer `ID_PATCH` property, else 10000 + index."""
+def read_vector_file(path: Path):
+    """A GeoDataFrame of any vector file GDAL reads, with at least one feature; one line naming the file."""
     import geopandas
 
-    size_m = check_size(size_m)
     try:
         frame = geopandas.read_file(path)
     except Exception as error:  # pyogrio's errors vary by driver; the file is what is wrong
         raise SourceError(f"{path}: not a vector file GDAL can read ({' '.join(str(error).split())})") from None
     if frame.empty:
         raise SourceError(f"{path}: no features")
+    return frame
+
+
+def tiles_from_file(path: Path, size_m: float, crs: str | None, vhr_res: float, year: int,
+                    integer_ids: bool = False) -> OwnTiles:
+    """One tile per polygon of a vector file (any format GDAL reads; GeoJSON without CRS is lon/lat).
+
+    Names: the `name` (or `id`) property, else the feature's index; `integer_ids` (pastis-hd): the
+    integer `ID_PATCH` property, else 10000 + index."""
+    size_m = check_size(size_m)
+    frame = read_vector_file(path)
     source_crs = frame.crs.to_string() if frame.crs is not None else "EPSG:4326"
     if crs is None:
         centre = frame.to_crs("EPSG:4326").union_all().centroid if frame.crs is not None else frame.union_all().centroid

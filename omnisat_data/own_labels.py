@@ -25,6 +25,7 @@ import numpy as np
 import shapely
 from shapely.strtree import STRtree
 
+from .own_grid import read_vector_file
 from .tile import Tile
 from .treesatai_tree import SourceError
 from .treesatai_ts import UNLABELLED
@@ -59,14 +60,7 @@ class ClassPolygons:
 def read_class_polygons(path: Path, label_field: str) -> ClassPolygons:
     """Polygons and the `label_field` of each; one clear line for an unreadable file, a missing field,
     a null value or a non-polygon."""
-    import geopandas
-
-    try:
-        frame = geopandas.read_file(path)
-    except Exception as error:  # pyogrio's errors vary by driver; the file is what is wrong
-        raise SourceError(f"{path}: not a vector file GDAL can read ({' '.join(str(error).split())})") from None
-    if frame.empty:
-        raise SourceError(f"{path}: no features")
+    frame = read_vector_file(path)
     if label_field not in frame.columns:
         raise SourceError(f"{path}: no field {label_field!r} (fields: {', '.join(c for c in frame.columns if c != 'geometry')})")
     geometries, values = [], []
