@@ -106,25 +106,18 @@ PRESETS: dict[str, WorldConfig] = {
         tiles_per_sheet=4,
         pastis_patches=(1, 1),
     ),
-    # The tiny world moved onto the east edge of MGRS tile 32ULU, with a 32UMU granule overlapping it by
-    # only 20 m and orbit 8's swath edge across the first sheet: tiles whose Sentinel-2 frames only a
-    # mosaic of granules completes, and frames no granule completes.
-    "edges": WorldConfig(
-        aoi_left=409620.0,
-        aoi_size=3000.0,
-        forest_width=600.0,
-        aerial_years=(2022,),
-        s2_tiles=(MgrsTile("32ULU", 300000.0, 5400000.0, (8, 108)), MgrsTile("32UMU", 409780.0, 5400000.0, (108,))),
-        s2_swath_edge=0.02,
-        s2_revisit_days=30,
-        s1_revisit_days=36,
-        s1_duplicate_every=3,
-        aerial_sheets=2,
-        aerial_sheet_size=150.0,
-        tiles_per_sheet=4,
-        pastis_patches=(0, 0),
-    ),
 }
+# The tiny world moved onto the east edge of MGRS tile 32ULU, with a 32UMU granule overlapping it by only
+# 20 m and orbit 8's swath edge across the first sheet: tiles whose Sentinel-2 frames only a mosaic of
+# granules completes, and frames no granule completes.
+PRESETS["edges"] = replace(
+    PRESETS["tiny"],
+    aoi_left=409620.0,
+    s2_tiles=(MgrsTile("32ULU", 300000.0, 5400000.0, (8, 108)), MgrsTile("32UMU", 409780.0, 5400000.0, (108,))),
+    s2_swath_edge=0.02,
+    pastis_span=WorldConfig.pastis_span,
+    pastis_patches=(0, 0),
+)
 
 
 def load_world_config(preset: str = "demo", toml_file: Path | None = None, **overrides) -> WorldConfig:
