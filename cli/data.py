@@ -186,13 +186,17 @@ def _print_report(report, out_dir: Path) -> None:
     out.print(table)
     for tile, reason in sorted(report.failed.items()):
         out.print(f"[red]failed[/] {escape(tile)}: {escape(reason)}", highlight=False, soft_wrap=True)
-    for tile, lost in sorted(getattr(report, "lost", {}).items()):
-        out.print(f"[yellow]date lost[/] {escape(tile)}: {len(lost)} acquisition(s) unreadable, written without "
-                  f"(rerun to retry): {escape(lost[0]['reason'])}", highlight=False, soft_wrap=True)
+    _print_lost(out, report.lost)
     for item, reason in sorted(report.refused_items.items()):
         out.print(f"[yellow]refused[/] {escape(reason)}", highlight=False, soft_wrap=True)
     for where, reason in sorted(report.source_problems.items()):
         out.print(f"[yellow]source[/] {escape(where)}: {escape(reason)}", highlight=False, soft_wrap=True)
+
+
+def _print_lost(out: Console, lost: dict[str, list[dict]]) -> None:
+    for tile, dates in sorted(lost.items()):
+        out.print(f"[yellow]date lost[/] {escape(tile)}: {len(dates)} acquisition(s) unreadable, written without "
+                  f"(rerun to retry): {escape(dates[0]['reason'])}", highlight=False, soft_wrap=True)
 
 
 @build_app.command("treesatai")
@@ -354,6 +358,8 @@ def build_pastis_command(
     scheduler: Optional[str] = typer.Option(None, help="Dask scheduler (tcp://HOST:PORT): run the units on its workers."),
     sentinel: bool = typer.Option(False, "--sentinel", help="Re-fetch the Sentinel series from STAC over the recipe's period "
                                   "(DATA_S2, DATA_S1A, DATA_S1D and their dates), instead of carrying them over."),
+    strict: bool = typer.Option(False, "--strict", help="A scene that cannot be read fails the tiles it covers "
+                                "(default: they are written without that date, recorded, and retried on rerun)."),
 ) -> None:
     """Add the VHR modality to a PASTIS-R tree: PASTIS-HD (SPOT-like images area-averaged onto each patch grid)."""
     from omnisat_data.build_pastis import PastisConfig, build_pastis, check_recipe
@@ -371,7 +377,8 @@ def build_pastis_command(
         if scheduler:
             check_scheduler(scheduler)
         with _progress() as bar:
-            report = build_pastis(PastisConfig(source, loaded, out, workers, scheduler, sentinel=sentinel),
+            report = build_pastis(PastisConfig(source, loaded, out, workers, scheduler, sentinel=sentinel,
+                                               strict=strict),
                                   progress=_staged_progress(bar))
     except _known_errors() + (SourceError, SchedulerError) as exc:
         fail(str(exc))
@@ -386,6 +393,7 @@ def build_pastis_command(
         out_console.print(f"[red]failed[/] patch {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)
     for name, reason in sorted(report.source_problems.items()):
         out_console.print(f"[yellow]source[/] {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    _print_lost(out_console, report.lost)
     if report.failed and not report.done and not report.skipped:
         raise typer.Exit(1)
 
@@ -411,6 +419,8 @@ def build_grid_command(
                                           "TreeSatAI-TS class fractions per tile, PASTIS-HD TARGET/INSTANCES rasters."),
     label_field: Optional[str] = typer.Option(None, help="The field of --labels holding each polygon's class "
                                               "(PASTIS-HD: integer class ids 1-18)."),
+    strict: bool = typer.Option(False, "--strict", help="A scene that cannot be read fails the tiles it covers "
+                                "(default: they are written without that date, recorded, and retried on rerun)."),
 ) -> None:
     """TreeSatAI-TS or PASTIS-HD for your own area: every modality fetched from STAC onto your tile grid."""
     from omnisat_data.build_grid import GridConfig, build_grid, check_recipe, class_polygons, own_tiles
@@ -438,7 +448,8 @@ def build_grid_command(
             except (ValueError, AssertionError):
                 raise ValueError(f"--bbox {bbox!r}: expected WEST,SOUTH,EAST,NORTH in degrees") from None
         cfg = GridConfig(loaded, out, tiles=tiles, bbox=box, tile_size_m=size, crs=crs, year=year, workers=workers,
-                         scheduler=scheduler, limit=limit, labels=labels, label_field=label_field)
+                         scheduler=scheduler, limit=limit, labels=labels, label_field=label_field,
+                         strict=strict)
         check_recipe(loaded)
         own = own_tiles(cfg)  # bad input fails here, before a progress bar is drawn
         class_polygons(cfg)
@@ -458,6 +469,7 @@ def build_grid_command(
         Console(width=120).print(f"[red]failed[/] {escape(str(name))}: {escape(reason)}", highlight=False, soft_wrap=True)
     for name, reason in sorted(report.source_problems.items()):
         Console(width=120).print(f"[yellow]left out[/] {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    _print_lost(Console(width=120), report.lost)
     if report.failed and not report.done and not report.skipped:
         raise typer.Exit(1)
 

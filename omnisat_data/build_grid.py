@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import remove_stale_temporaries, write_json
-from .build_pastis import (REPORT, PastisReport, add_sentinel, add_vhr, read_record, spot_path, with_dates,
-                           write_norm)
+from .build_pastis import (REPORT, PastisReport, add_sentinel, add_vhr, read_record, series_complete, spot_path,
+                           with_dates, write_norm)
 from .build_treesatai import BuildConfig, BuildReport, build_treesatai, is_complete
 from .own_grid import OwnTiles, fold_of, split_of, tiles_from_bbox, tiles_from_file
 from .own_labels import ClassPolygons, pastis_annotations, read_class_polygons, treesatai_labels
@@ -55,6 +55,7 @@ class GridConfig:
     limit: int | None = None  # first N tiles only
     labels: Path | None = None  # vector file of class polygons (any CRS) ...
     label_field: str | None = None  # ... and the field holding each polygon's class
+    strict: bool = False  # a scene that cannot be read fails the tiles it covers (default: they lose that date)
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -116,7 +117,7 @@ def _treesatai_ts(cfg: GridConfig, own: OwnTiles, polygons: ClassPolygons | None
         labels=treesatai_labels(polygons, list(ready)),
         splits={split: tuple(f"{t.name}.tif" for t in ready if split_of(t.name) == split) for split in ("train", "test")},
         problems=own.problems)
-    build = BuildConfig(cfg.out, cfg.recipe, cfg.out, cfg.workers, cfg.scheduler, year=cfg.year)
+    build = BuildConfig(cfg.out, cfg.recipe, cfg.out, cfg.workers, cfg.scheduler, year=cfg.year, strict=cfg.strict)
     report = build_treesatai(build, progress, source=source, report=report)
     report.searches += searches
     report.failed.update(failed)
@@ -135,8 +136,8 @@ def _pastis_hd(cfg: GridConfig, own: OwnTiles, polygons: ClassPolygons | None, p
     report.done.extend(int(name) for name in done)
     report.failed.update(failed)
     report.searches += searches
-    todo = [t for t in own.tiles if t.name not in failed and read_record(cfg.out, t.name) is None]
-    add_sentinel(todo, {}, cfg.recipe, cfg.out, cfg.workers, cfg.scheduler, 4, report, progress)
+    todo = [t for t in own.tiles if t.name not in failed and not series_complete(cfg.out, t.name)]
+    add_sentinel(todo, {}, cfg.recipe, cfg.out, cfg.workers, cfg.scheduler, 4, report, progress, strict=cfg.strict)
 
     features, folds = [], {}
     for t in own.tiles:

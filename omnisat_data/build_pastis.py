@@ -64,6 +64,7 @@ class PastisConfig:
     scheduler: str | None = None  # a Dask scheduler address: the units run on its workers
     sentinel: bool = False  # re-fetch DATA_S2 / DATA_S1A / DATA_S1D from STAC over the recipe's period
     batch_patches: int = 4  # patches whose Sentinel frames are held in memory together
+    strict: bool = False  # --sentinel: a scene that cannot be read fails the patches it covers (default: they lose that day)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class PastisReport:
     searches: int = 0
     series_done: list[int] = field(default_factory=list)  # patches whose Sentinel series this run wrote
     refused_items: dict[str, str] = field(default_factory=dict)
+    lost: dict[str, list[dict]] = field(default_factory=dict)  # patch -> acquisitions not read, and why
     bytes_read: int = 0
     norm_written: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -85,6 +87,7 @@ class PastisReport:
                             "failed": len(self.failed)}, "failed": self.failed,
                 "source_problems": self.source_problems, "searches": self.searches,
                 "series_done": len(self.series_done), "refused_items": self.refused_items,
+                "lost": dict(sorted(self.lost.items())),
                 "bytes_read": self.bytes_read,
                 "norm_written": self.norm_written, "seconds": round(self.seconds, 2)}
 
@@ -248,6 +251,8 @@ def record_path(out: Path, pid: int | str) -> Path:
 
 
 def read_record(out: Path, pid: int | str) -> dict | None:
+    """The record of a patch whose three arrays are written (possibly without days lost to unreadable
+    scenes: `record["lost"]`), else None."""
     path = record_path(out, pid)
     try:
         record = json.loads(path.read_text())
@@ -255,6 +260,12 @@ def read_record(out: Path, pid: int | str) -> dict | None:
         return None
     complete = all(series_path(out, name, pid).is_file() for name in FOLDERS)
     return record if complete else None
+
+
+def series_complete(out: Path, pid: int | str) -> bool:
+    """Written with every day: a rerun leaves it alone (a patch that lost days is read again)."""
+    record = read_record(out, pid)
+    return record is not None and not record.get("lost")
 
 
 def sentinel_specs(recipe: Recipe) -> dict[str, ReadSpec]:
@@ -265,8 +276,9 @@ def sentinel_specs(recipe: Recipe) -> dict[str, ReadSpec]:
              "s1-asc": spec1, "s1-des": spec1}
 
 
-def write_patch(out: Path, tile: Tile, frames: list) -> dict:
-    """One patch's three arrays, then its record; ValueError when a series has no complete day."""
+def write_patch(out: Path, tile: Tile, frames: list, lost: list[dict] | None = None) -> dict:
+    """One patch's three arrays, then its record (with the acquisitions `lost` to read errors, if any);
+    ValueError when a series has no complete day."""
     shape = tile.sentinel.shape
     written = {}
     for name, (_, prefix) in FOLDERS.items():
@@ -284,16 +296,18 @@ def write_patch(out: Path, tile: Tile, frames: list) -> dict:
     record = {"id": tile.name, "proj:code": tile.sentinel.crs, "proj:transform": list(tile.sentinel.transform)[:6],
               "proj:shape": list(shape), "s2_tiles": s2_tiles,
               "dates": {FOLDERS[name][1]: list(d.dates) for name, d in written.items()},
-              "items": {FOLDERS[name][1]: [list(i) for i in d.items] for name, d in written.items()}}
+              "items": {FOLDERS[name][1]: [list(i) for i in d.items] for name, d in written.items()},
+              **({"lost": lost} if lost else {})}
     write_json(record_path(out, tile.name), record)
     return record
 
 
 def add_sentinel(tiles: list[Tile], s2_tiles: dict[str, str], recipe: Recipe, out: Path, workers: int,
-                 scheduler: str | None, batch: int, report: PastisReport, progress=None) -> None:
+                 scheduler: str | None, batch: int, report: PastisReport, progress=None, strict: bool = False) -> None:
     """DATA_S2, DATA_S1A, DATA_S1D of these patches from STAC, over `recipe.period` (the build engine:
     series_units.py). `s2_tiles`: patch name -> its Sentinel-2 tile (e.g. 32ULU): PASTIS series come
-    from that tile only; patches absent from it take every Sentinel-2 scene."""
+    from that tile only; patches absent from it take every Sentinel-2 scene. A scene that cannot be read
+    costs the patches it covers that day (recorded; a rerun reads them again), or fails them when `strict`."""
     window = recipe.period_window()
     groups = group_tiles(tiles, recipe.group_size_m, lambda t: (window, None))
     tally = ReadTally()
@@ -307,13 +321,16 @@ def add_sentinel(tiles: list[Tile], s2_tiles: dict[str, str], recipe: Recipe, ou
                 report.failed[tile.name] = b.failed[i]
                 continue
             try:
-                write_patch(out, tile, b.frames.get(i, []))
+                write_patch(out, tile, b.frames.get(i, []), b.lost.get(i))
                 report.series_done.append(int(tile.name))
+                if b.lost.get(i):
+                    report.lost[tile.name] = b.lost[i]
             except ValueError as error:
                 report.failed[tile.name] = str(error)
 
     batches = [b for g in groups for b in split_group(g, batch)]
-    read_batches(batches, pastis_unit, sentinel_specs(recipe), workers, scheduler, tally, finish, progress)
+    read_batches(batches, pastis_unit, sentinel_specs(recipe), workers, scheduler, tally, finish, progress,
+                 strict=strict)
     report.searches += tally.searches
     report.bytes_read += tally.bytes_read
     report.refused_items.update(tally.refused_items)
@@ -399,9 +416,9 @@ def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
     report.failed.update(failed)
     report.searches += searches
     if cfg.sentinel:
-        todo = [tiles[p.id] for p in source.patches if read_record(cfg.out, p.id) is None]
+        todo = [tiles[p.id] for p in source.patches if not series_complete(cfg.out, p.id)]
         add_sentinel(todo, {str(p.id): p.tile[1:].upper() for p in source.patches}, cfg.recipe, cfg.out,
-                     cfg.workers, cfg.scheduler, cfg.batch_patches, report, progress)
+                     cfg.workers, cfg.scheduler, cfg.batch_patches, report, progress, strict=cfg.strict)
 
     # the source tree, carried over unchanged (with --sentinel: but its series and their dates)
     replaced = set(NORM_SERIES.values()) if cfg.sentinel else set()

@@ -19,6 +19,7 @@ import rasterio
 from world_truth import exact_area_average, expected_s1, expected_s2
 
 from omnisat_data.build_pastis import PastisConfig, build_pastis, record_path, spot_path
+from omnisat_data.catalog.search import resolve_href
 from omnisat_data.grid import Grid
 from omnisat_data.pastis_tree import read_pastis, tile_crs
 from omnisat_data.recipe import RecipeError, load_recipe
@@ -229,6 +230,55 @@ def test_sentinel_refetch_writes_norms_and_resumes(refetched, world):
     assert again.series_done == [] and again.failed == {}
     assert (out / "DATA_S2" / "S2_10000.npy").stat().st_mtime_ns == before
     assert json.loads((out / "metadata.geojson").read_text()) == meta
+
+
+def test_an_unreadable_scene_costs_its_day_and_a_rerun_reads_it_again(refetched, world, tmp_path):
+    """One Sentinel-2 scene unreadable: the patch is written without that day (the other days equal the
+    whole build's), the loss is in the report and the patch record; a rerun with the scene readable again
+    reads the patch again and gives the whole build's arrays. `strict` fails the patch instead."""
+    whole, _ = refetched
+    days = list(json.loads(record_path(whole, 10000).read_text())["dates"]["S2"])
+    items = [json.loads(line) for line in (world / "stac" / "items.ndjson").read_text().splitlines()]
+    for item in items:  # the copy lies elsewhere: its hrefs made absolute
+        for asset in item["assets"].values():
+            asset["href"] = resolve_href(asset["href"], world / "stac")
+    # a scene that is alone on a kept day, so that losing it costs exactly that day
+    on_day = {}
+    for item in items:
+        if item["id"].startswith("S2") and "T32ULU" in item["id"]:
+            on_day.setdefault(int(item["properties"]["datetime"][:10].replace("-", "")), []).append(item)
+    day = next(d for d in days if len(on_day.get(d, [])) == 1)
+    broken = on_day[day][0]
+    good_href = broken["assets"]["B04"]["href"]
+    broken["assets"]["B04"]["href"] = str(tmp_path / "gone" / "B04.tif")
+    catalog = tmp_path / "items.ndjson"
+    catalog.write_text("".join(json.dumps(i) + "\n" for i in items))
+    recipe = load_recipe(ROOT / "recipes" / "pastis-hd-demo.toml").with_catalog(str(catalog))
+    recipe = dataclasses.replace(recipe, period=PRESETS["tiny"].pastis_span)
+    out = tmp_path / "out"
+    lenient = build_pastis(PastisConfig(world / "sources" / "PASTIS-R", recipe, out, workers=0, sentinel=True))
+    assert lenient.failed == {} and [d["item"] for d in lenient.lost["10000"]] == [broken["id"]]
+    record = json.loads(record_path(out, 10000).read_text())
+    assert record["dates"]["S2"] == [d for d in days if d != day] and record["lost"][0]["item"] == broken["id"]
+    keep = [i for i, d in enumerate(days) if d != day]
+    np.testing.assert_array_equal(np.load(out / "DATA_S2" / "S2_10000.npy"),
+                                  np.load(whole / "DATA_S2" / "S2_10000.npy")[keep])
+    meta = json.loads((out / "metadata.geojson").read_text())["features"][0]["properties"]
+    assert list(meta["dates-S2"].values()) == record["dates"]["S2"]
+
+    strict = build_pastis(PastisConfig(world / "sources" / "PASTIS-R", recipe, tmp_path / "strict", workers=0,
+                                       sentinel=True, strict=True))
+    assert list(strict.failed) == ["10000"] and broken["id"] in strict.failed["10000"] and not strict.lost
+
+    broken["assets"]["B04"]["href"] = good_href
+    catalog.write_text("".join(json.dumps(i) + "\n" for i in items))
+    again = build_pastis(PastisConfig(world / "sources" / "PASTIS-R", recipe.with_catalog(str(catalog)), out,
+                                      workers=0, sentinel=True))
+    assert again.series_done == [10000] and not again.lost
+    for name in ("S2", "S1A", "S1D"):
+        assert (out / f"DATA_{name}" / f"{name}_10000.npy").read_bytes() == \
+            (whole / f"DATA_{name}" / f"{name}_10000.npy").read_bytes()
+    assert "lost" not in json.loads(record_path(out, 10000).read_text())
 
 
 def test_sentinel_refetch_needs_a_period(world, tmp_path):
