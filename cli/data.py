@@ -16,6 +16,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .render import error_text
+
 app = typer.Typer(help="Build, serve and check tri-modal Earth-observation datasets.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 world_app = typer.Typer(help="Synthetic Earth-observation worlds (the project's offline stand-in for the cloud).",
@@ -82,7 +84,7 @@ def world_make(
             raise ValueError(f"--catalog-style must be planetary-computer or earth-search, not {catalog_style!r}")
         summary = _make_world(folder, preset, config, seed, workers, catalog_style)
     except _known_errors() as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
     console.print(f"world written to {folder} in {summary['seconds']['total']:.1f} s: {counts}")
 
@@ -102,7 +104,7 @@ def stac_serve(
         servers = WorldServers(world, asset_port=asset_port, api_port=port, db_port=db_port, pg_bin=pg_bin)
         servers.start()
     except _known_errors() as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     print(json.dumps({"stac_api": servers.api.url, "assets": servers.assets.url}), flush=True)
     console.print(f"STAC API {servers.api.url}  assets {servers.assets.url}  (Ctrl-C to stop)")
     stop = {"now": False}
@@ -150,7 +152,7 @@ def stac_search(
                 print(item.id, item.datetime.isoformat() if item.datetime else "", sep="\t")
             count += 1
     except _known_errors() as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     console.print(f"{count} items")
 
 
@@ -236,7 +238,7 @@ def build_treesatai_command(
         else:
             report = _build_treesatai(cfg)
     except _known_errors() + (SourceError, SchedulerError) as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     if dry_run:
         table = Table(title=f"Plan: {report.tiles_total} tiles, {len(report.skipped)} already complete, "
                             f"{len(rows)} groups (one search per group and modality)")
@@ -321,7 +323,7 @@ def verify_alignment_command(
                            good_px=good_px, sample=sample, workers=workers, pair=pair, lattice=sentinel_lattice)
         result = _verify(cfg)
     except _known_errors() as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     _print_alignment(result)
     if not result["summary"]["passed"]:
         raise typer.Exit(1)
@@ -340,7 +342,7 @@ def _demo_training(folder: Path, dataset: Path) -> None:
                 job = bar.add_task(f"{task} (small OmniSat, CPU)", total=cfg.epochs)
                 result = train(cfg, progress=lambda done, total, record: bar.update(job, completed=done))
     except TrainError as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     test = result["test"]
     Console(width=120).print(
         f"fine-tuned on {dataset}: test F1 macro {test['f1_macro']:.3f} (over the 15 genera; "
@@ -381,7 +383,7 @@ def build_pastis_command(
                                                strict=strict),
                                   progress=_staged_progress(bar))
     except _known_errors() + (SourceError, SchedulerError) as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     out_console = Console(width=120)
     r = report.to_dict()
     out_console.print(f"PASTIS-HD {out}: {r['patches']['done']} patches written, {r['patches']['skipped']} already there, "
@@ -461,7 +463,7 @@ def build_grid_command(
         with _progress() as bar:
             report = build_grid(cfg, progress=_staged_progress(bar))
     except _known_errors() + (SourceError, SchedulerError) as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     done = len(report.done)
     Console(width=120).print(f"{loaded.format} {out}: {done} tiles built, {len(report.skipped)} already complete, "
                              f"{len(report.failed)} failed", highlight=False)
@@ -521,7 +523,7 @@ def demo(
                           out=folder / "treesatai-ts", workers=workers)
         report = _build_treesatai(cfg)
     except _known_errors() as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     _print_report(report, cfg.out)
     from omnisat_data.verify_alignment import VerifyConfig
 
@@ -536,7 +538,7 @@ def demo(
         console.print(f"PASTIS-HD {folder / 'PASTIS-R'}: {len(pastis.done)} patches written, {len(pastis.skipped)} "
                       f"already there, {len(pastis.failed)} failed", highlight=False)
     except _known_errors() as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     if train:
         _demo_training(folder, cfg.out)
     console.print(f"Catalog: embedded ({world / 'stac' / 'items.ndjson'}); the same build through the pgstac API: "

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from .render import error_text
+
 app = typer.Typer(help="OmniSat models: pretraining, fine-tuning, probing, checkpoints.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
@@ -79,6 +81,8 @@ def _train(task: str, config: Path | None, overrides: dict) -> None:
             result = fit(run, progress=report if run.rt.main else None)
         except (TrainError, FloatingPointError, DataError) as error:
             failure = one_line(error)
+        except OSError as error:  # a full disk, a read-only run folder
+            failure = error_text(error, rerun="add --resume: the run goes on from its last completed epoch")
     if failure is not None:
         typer.echo(f"error: {failure}", err=True)
         raise typer.Exit(2)
@@ -156,8 +160,8 @@ def _or_fail(fn, *args):
 
     try:
         return fn(*args)
-    except TrainError as error:
-        typer.echo(f"error: {error}", err=True)
+    except (TrainError, OSError) as error:
+        typer.echo(f"error: {error_text(error)}", err=True)
         raise typer.Exit(2) from None
 
 

@@ -6,9 +6,12 @@ the real name (builds remove such leftovers, and only those, when they start aga
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -21,10 +24,40 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{TEMPORARY_TAG}{os.getpid()}.tmp")
 
 
-def write_bytes(path: Path, data: bytes) -> None:
+FULL_BYTES = 1 << 20  # less free space than this when a write fails: the disk is full, whatever the writer said
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Write to the yielded temporary path: renamed to `path` when the block ends, removed when it raises
+    (a full disk, a failed encoder), so that no failure leaves a temporary file behind.
+
+    A full disk is raised as OSError(ENOSPC) naming `path`, whichever way the writer reported it (numpy,
+    torch and h5py each have their own)."""
     tmp = temporary_path(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except Exception as error:
+        if _disk_full(error, path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _disk_full(error: Exception, path: Path) -> bool:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    try:
+        return shutil.disk_usage(path.parent).free < FULL_BYTES  # measured before the temporary file goes
+    except OSError:
+        return False
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -41,13 +74,12 @@ def place_copy(src: Path, dst: Path) -> None:
     if dst.is_file() and dst.stat().st_size == src.stat().st_size:
         return
     src = Path(os.path.realpath(src))  # a symlink in the source: its target's bytes, never a link pointing out
-    tmp = temporary_path(dst)
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with replacing(dst) as tmp:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
 
 
 def remove_stale_temporaries(out: Path) -> None:

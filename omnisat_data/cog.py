@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.io import MemoryFile
 
-from .atomic import temporary_path
+from .atomic import replacing
 from .grid import Grid
 
 
@@ -27,8 +26,7 @@ def write_cog(path: Path, data: np.ndarray, grid: Grid, nodata: float | None, bl
         raise ValueError(f"{path.name}: data shape {(height, width)} does not match grid {grid.shape}")
     profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=data.dtype.name,
                    crs=grid.rio_crs, transform=grid.transform, nodata=nodata)
-    tmp = temporary_path(path)
-    with MemoryFile() as mem:
+    with MemoryFile() as mem, replacing(path) as tmp:
         with mem.open(**profile) as ds:
             ds.write(data)
             for i, name in enumerate(band_names, start=1):
@@ -36,15 +34,13 @@ def write_cog(path: Path, data: np.ndarray, grid: Grid, nodata: float | None, bl
         with mem.open() as src:
             rasterio.shutil.copy(src, tmp, driver="COG", BLOCKSIZE=blocksize, COMPRESS=compress,
                                  OVERVIEW_RESAMPLING=resampling, RESAMPLING=resampling, NUM_THREADS="1")
-    os.replace(tmp, path)
 
 
 def write_gtiff(path: Path, data: np.ndarray, grid: Grid, nodata: float | None = None, **options) -> None:
     """Plain (uncompressed, pixel-interleaved) GeoTIFF, as the benchmark archives ship them."""
     data = data[None] if data.ndim == 2 else data
-    tmp = temporary_path(path)
-    with rasterio.open(tmp, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype=data.dtype.name, crs=grid.rio_crs, transform=grid.transform, nodata=nodata,
-                       interleave="pixel", **options) as ds:
+    with replacing(path) as tmp, rasterio.open(
+            tmp, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+            dtype=data.dtype.name, crs=grid.rio_crs, transform=grid.transform, nodata=nodata,
+            interleave="pixel", **options) as ds:
         ds.write(data)
-    os.replace(tmp, path)

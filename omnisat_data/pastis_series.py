@@ -10,14 +10,13 @@ arrays have no nodata. Units:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .acquisitions import Acquisition
-from .atomic import temporary_path
+from .atomic import replacing
 from .grid import Grid
 from .mosaic import first_valid
 from .scene_read import ReadSpec, read_acquisition
@@ -68,10 +67,8 @@ def daily_series(frames: list[tuple[tuple, str, np.ndarray]], channels: int, dty
 
 def save_npy(path: Path, array: np.ndarray) -> None:
     """np.save (C order, as the released files), atomically."""
-    tmp = temporary_path(path)
-    with open(tmp, "wb") as f:  # a file object: np.save would append .npy to the temporary name
+    with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save would append .npy to the name
         np.save(f, np.ascontiguousarray(array))
-    os.replace(tmp, path)
 
 
 def series_path(out: Path, series: str, pid: int | str) -> Path:

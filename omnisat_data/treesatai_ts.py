@@ -9,7 +9,6 @@ file is written under a temporary name and renamed, so a file under its final na
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import h5py
 import numpy as np
 
 from .acquisitions import same_take
-from .atomic import temporary_path, write_bytes
+from .atomic import replacing, write_bytes
 from .mosaic import first_valid
 
 S2_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
@@ -97,16 +96,14 @@ def assemble(frames: list[tuple[tuple, str, str, np.ndarray]], n_bands: int, sen
 
 
 def write_h5(path: Path, s2: Series, asc: Series, des: Series) -> None:
-    tmp = temporary_path(path)
     strings = h5py.string_dtype("utf-8")
-    with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
+    with replacing(path) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
         for series, name in ((asc, "sen-1-asc"), (des, "sen-1-des"), (s2, "sen-2")):
             f.create_dataset(f"{name}-data", data=series.data.astype(np.float32), track_times=False)
             if name == "sen-2":
                 f.create_dataset("sen-2-masks", data=series.masks.astype(np.float32), track_times=False)
             f.create_dataset(f"{name}-products", data=np.array(series.products, dtype=object), dtype=strings,
                              track_times=False)
-    os.replace(tmp, path)
 
 
 def pth_tensor(data: np.ndarray) -> np.ndarray:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import temporary_path
+from .atomic import replacing
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = temporary_path(path)
-    fig.savefig(tmp, dpi=110, format="png")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     return path
 
 

@@ -8,6 +8,7 @@ tested on every key of every preset. Loading is always `weights_only=True` onto 
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import re
 import tempfile
@@ -240,14 +241,20 @@ def state_dict_of(payload: dict, path: str | Path = "checkpoint") -> dict[str, T
 
 
 def save(path: str | Path, payload: dict) -> None:
-    """torch.save to a temporary name, then rename: a killed save never leaves a truncated file."""
+    """torch.save to a temporary name, then rename: a killed save never leaves a truncated file. Serialised
+    in memory first, so that a full disk is an OSError naming `path` (torch's own writer says only
+    "file write failed"), and no temporary file is left behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
     try:
-        torch.save(payload, tmp)
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getbuffer())
         os.replace(tmp, path)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from error
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -7,11 +7,12 @@ the split deterministically (centre crop, evenly spaced dates) and run on one de
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from omnisat_data.atomic import replacing
 
 from .checkpoint import CheckpointError, load_model
 from .data_treesatai import GENERA, DataError, TreeSatTS, collate
@@ -28,9 +29,10 @@ def _load(checkpoint: Path, data: Path | None):
     except CheckpointError as error:
         raise TrainError(str(error)) from None
     train_config = payload.get("train_config", {})
-    root = Path(data or train_config.get("data", ""))
-    if not str(root) or not root.is_dir():
-        raise TrainError(f"{checkpoint}: dataset {root or '(none recorded)'} not found (pass --data)")
+    recorded = data or train_config.get("data")  # (Path("") would be the working directory)
+    if not recorded or not Path(recorded).is_dir():
+        raise TrainError(f"{checkpoint}: dataset {recorded or '(none recorded)'} not found (pass --data)")
+    root = Path(recorded)
     return model.eval(), model.config, root, train_config
 
 
@@ -80,9 +82,8 @@ def evaluate(checkpoint: Path, split: str = "test", data: Path | None = None, ou
     result = {"checkpoint": str(checkpoint), "data": str(root), "split": split, "tiles": n,
               "loss": loss / max(n, 1), "classes": names, **f1_scores(confusion)}
     target = out or Path(checkpoint).with_name(f"eval-{split}.json")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, target)
+    with replacing(target) as tmp:
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
     result["path"] = str(target)
     return result
 
@@ -100,11 +101,10 @@ def embed(checkpoint: Path, out: Path, split: str = "test", data: Path | None = 
             vectors.append(encoder(to_device(batch, torch.device(device)))[:, 0].float().cpu().numpy())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
     from .data_pastis import CLASSES
 
     classes = GENERA if labels[0].shape[1] == len(GENERA) else CLASSES
-    np.savez(tmp, names=np.array(names), embeddings=np.concatenate(vectors), labels=np.concatenate(labels),
-             classes=np.array(classes))
-    os.replace(tmp, out)
+    with replacing(out) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append .npz to the name
+        np.savez(f, names=np.array(names), embeddings=np.concatenate(vectors), labels=np.concatenate(labels),
+                 classes=np.array(classes))
     return {"path": str(out), "tiles": len(names), "dim": int(vectors[0].shape[1])}

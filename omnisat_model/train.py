@@ -30,6 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from omnisat_data.atomic import replacing
+
 from .checkpoint import TRAINING_KEYS, CheckpointError, load_strict, model_payload, read_ours, save
 from .config import OmniSatConfig, preset
 from .data_treesatai import GENERA, DataError, TreeSatTS, collate
@@ -457,10 +459,9 @@ def write_curves(history: list[dict], path: Path) -> None:
         axes[1].set(xlabel="epoch", ylabel="F1", ylim=(0, 1), title="validation F1 (threshold 0.5)")
         axes[1].legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_history(out: Path, history: list[dict]) -> None:
@@ -618,9 +619,8 @@ def train(cfg: TrainConfig, progress=None) -> dict:
 
 
 def save_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(text)
 
 
 def save_json(path: Path, obj) -> None:

@@ -68,6 +68,11 @@ def test_reference_weights_fine_tune_evaluate_and_embed(built, reference, tmp_pa
     # a reference fine-tuned classifier converts too and is evaluated as it is
     omnisat("convert-checkpoint", reference["finetuned"], tmp_path / "ft-ours.pt")
     assert json.loads(omnisat("evaluate", tmp_path / "ft-ours.pt", "--data", data).stdout)["tiles"] > 0
+    # it records no training config, so no dataset: without --data, one line that asks for it
+    for command in (("evaluate", tmp_path / "ft-ours.pt"), ("embed", tmp_path / "ft-ours.pt", tmp_path / "e.npz")):
+        r = subprocess.run(CLI + [str(a) for a in command], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 2 and "pass --data" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "e.npz").exists()
 
 
 @pytest.mark.slow
