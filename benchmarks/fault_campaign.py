@@ -13,6 +13,10 @@ WORLD: a world made by `omnisat-data world make` (the tests use the tiny preset)
   truncated    one Sentinel-1 asset served cut short: the tiles it covers are written without that date
                (recorded, named), their other dates and every other tile equal the reference
   stall        one asset holds every answer past the recipe's timeout: the same, and the build ends
+  disk-full    a build into a small tmpfs (random size) stops in one line naming the file, leaves no
+               temporary file; the rerun, once the disk is grown, equals the reference (needs root to mount)
+  bad-input    one of the bad inputs of bad_inputs.py (a different one per trial): one line, exit code,
+               the user's input untouched
 Prints a table of trials held / failed per kind (and the first failure's reason) and exits 1 on any failure.
 """
 
@@ -31,8 +35,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-KINDS = ("build-kill", "train-kill", "http-503", "truncated", "stall")
+KINDS = ("build-kill", "train-kill", "http-503", "truncated", "stall", "disk-full", "bad-input")
+SKIPPED = "skipped: "  # a trial this machine cannot run (neither held nor failed)
 
 
 def tree_digest(root: Path, skip: tuple[str, ...] = ("build-report.json",)) -> dict[str, str]:
@@ -103,6 +109,7 @@ class Campaign:
     def __init__(self, world: Path, scratch: Path, seed: int = 0):
         self.world, self.scratch = world, scratch
         self.rng = random.Random(seed)
+        self.case_offset = seed  # bad-input trials start at a different case per seed
         scratch.mkdir(parents=True, exist_ok=True)
         self.items = str(world / "stac" / "items.ndjson")
         self.recipe = recipe_file(scratch, self.items, "recipe")
@@ -150,7 +157,40 @@ class Campaign:
             if r.returncode:
                 return f"resume exit {r.returncode}: {r.stderr.strip()[-200:]}"
             return same_run(self.train_reference, folder)
+        if kind == "disk-full":
+            return self.disk_trial(folder)
+        if kind == "bad-input":
+            from bad_inputs import CASES, check
+
+            case = CASES[(self.case_offset + k) % len(CASES)]
+            reason = check(case, self.world, folder)
+            return None if reason is None else f"{case.name}: {reason}"
         return self.http_trial(kind, folder)
+
+    def disk_trial(self, folder: Path) -> str | None:
+        folder.mkdir(parents=True)
+        size_kb = self.rng.randint(256, 2048)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            return SKIPPED + f"cannot mount a tmpfs ({r.stderr.strip()[:80]})"
+        try:
+            out = folder / "out"
+            r = run(build_cmd(self.world, self.recipe, out, 0))
+            lines = r.stderr.strip().splitlines()
+            if r.returncode != 2 or not lines or "no space left on device writing" not in lines[-1]:
+                return f"a {size_kb} KB disk: exit {r.returncode}, {lines[-1][:120] if lines else 'no message'}"
+            left = [p.name for p in folder.rglob("*") if ".omnisat-" in p.name]
+            if left:
+                return f"temporary files left on the full disk: {left[:3]}"
+            subprocess.run(["mount", "-o", "remount,size=512m", str(folder)], check=True)
+            r = run(build_cmd(self.world, self.recipe, out, 0))
+            if r.returncode:
+                return f"rerun exit {r.returncode}: {r.stderr.strip()[-200:]}"
+            diff = sorted(set(tree_digest(out).items()) ^ set(self.ref_digest.items()))
+            return None if not diff else f"{len(diff)} files differ after the rerun, e.g. {diff[0][0]}"
+        finally:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
 
     def used_items(self) -> set[str]:
         ids = set()
@@ -228,14 +268,17 @@ def main() -> None:
     campaign = Campaign(args.world, args.out, args.seed)
     rows, failures = [], 0
     for kind in args.kinds.split(","):
-        held, reasons = 0, []
+        held, reasons, skipped = 0, [], []
         for k in range(args.trials):
             reason = campaign.trial(kind, k)
             held += reason is None
-            if reason:
+            if reason and reason.startswith(SKIPPED):
+                skipped.append(reason)
+            elif reason:
                 reasons.append(reason)
         failures += len(reasons)
-        rows.append((kind, args.trials, held, len(reasons), reasons[0] if reasons else ""))
+        rows.append((kind, args.trials - len(skipped), held, len(reasons),
+                     (reasons or skipped or [""])[0]))
     print(f"{'kind':<12} {'trials':>6} {'held':>5} {'failed':>6}  first failure")
     for kind, n, held, failed, reason in rows:
         print(f"{kind:<12} {n:>6} {held:>5} {failed:>6}  {reason[:90]}")
