@@ -3,10 +3,11 @@ memory of the client and of a worker, bytes read per tile-date (not a timed test
 
     python benchmarks/build_scale.py [--world demo/world] [--sizes 100,1000,4000] [--workers 2] [--dask]
 
-The demo world has 48 real TreeSatAI tiles; larger source trees are made here: N tiles of 60.8 m on
-a regular lattice over the world's area (62 m apart up to 3,600 tiles, overlapping beyond) (deflate-compressed constant aerial tifs, which the build
-only links), with labels, splits and bb_60m.GeoJSON, so the build searches and reads every
-acquisition over each tile for real. Each build runs in its own process, for clean peak memory.
+The demo world has 48 real TreeSatAI tiles; larger source trees are made here: N tiles of 60.8 m on a
+regular lattice over the world's area (62 m apart up to 3,600 tiles, overlapping beyond) (deflate-compressed
+constant aerial tifs, which the build only links), with labels, splits and bb_60m.GeoJSON, so the build
+searches and reads every acquisition over each tile for real. Each build runs in its own process, for clean
+peak memory.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def make_source(world: Path, n: int, folder: Path, year: int = 2022) -> Path:
     """A TreeSatAI tree of n tiles laid on a lattice over the world's area (EPSG:25832 = the field's UTM)."""
     from affine import Affine
 
-    from omnisat_data.cog import write_gtiff
-    from omnisat_data.grid import Grid
+    from omnisat_data.geo.grid import Grid
+    from omnisat_data.io.raster import write_gtiff
 
     cfg = json.loads((world / "world.json").read_text())["config"]
     left, top, size = cfg["aoi_left"], cfg["aoi_top"], cfg["aoi_size"]
@@ -73,8 +74,13 @@ def start_cluster(workers: int) -> tuple[list[subprocess.Popen], str]:
     bin_dir = Path(sys.executable).parent
     procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    procs.append(subprocess.Popen([str(bin_dir / "dask"), "worker", address, "--nworkers", str(workers), "--nthreads", "1",
-                                   "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    procs.append(
+        subprocess.Popen(
+            [str(bin_dir / "dask"), "worker", address, "--nworkers", str(workers), "--nthreads", "1", "--no-dashboard"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
     from distributed import Client
 
     with Client(address, timeout="30s") as client:
@@ -84,7 +90,7 @@ def start_cluster(workers: int) -> tuple[list[subprocess.Popen], str]:
 
 def one_build(source: str, items: str, out: str, workers: int, dask: bool) -> None:
     """Child process: run the build, print a JSON line of figures."""
-    from omnisat_data.build_treesatai import BuildConfig, build_treesatai
+    from omnisat_data.build.treesatai_ts import BuildConfig, build_treesatai
     from omnisat_data.recipe import load_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "demo.toml").with_catalog(items)
@@ -106,9 +112,20 @@ def one_build(source: str, items: str, out: str, workers: int, dask: bool) -> No
         for proc in reversed(procs):
             proc.terminate()
             proc.wait(timeout=30)
-    print(json.dumps({"tiles": len(report.done), "tile_dates": report.tile_dates, "seconds": seconds,
-                      "bytes": report.bytes_read, "client_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "worker_mb": worker_peak, "scheduler_mb": scheduler_peak, "failed": len(report.failed)}))
+    print(
+        json.dumps(
+            {
+                "tiles": len(report.done),
+                "tile_dates": report.tile_dates,
+                "seconds": seconds,
+                "bytes": report.bytes_read,
+                "client_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "worker_mb": worker_peak,
+                "scheduler_mb": scheduler_peak,
+                "failed": len(report.failed),
+            }
+        )
+    )
 
 
 def main() -> None:

@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import pystac
 
-from omnisat_data.build_treesatai import BuildConfig, build_treesatai
+from omnisat_data.build.treesatai_ts import BuildConfig, build_treesatai
+from omnisat_data.formats.treesatai import read_treesatai
 from omnisat_data.recipe import load_recipe
-from omnisat_data.serve.assets import AssetServer, gdal_http_env
-from omnisat_data.serve.world import rewrite_items
-from omnisat_data.treesatai_tree import read_treesatai
-from omnisat_data.world.config import PRESETS
-from omnisat_data.world.make import make_world
+from omnisat_data.sim.serve.assets import AssetServer
+from omnisat_data.sim.serve.world import rewrite_items
+from omnisat_data.sim.world.config import PRESETS
+from omnisat_data.sim.world.make import make_world
+from omnisat_data.stac.gdal import gdal_http_env
 
 ROOT = Path(__file__).resolve().parent.parent
 S2_KEYS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12", "SNW", "CLD"]
@@ -72,15 +73,18 @@ def run_rioxarray(tiles, acq, items: dict[str, pystac.Item]) -> int:
         for tile in tiles:
             g = tile.sentinel
             x, y = g.pixel_centres()
-            template = xr.DataArray(np.zeros(g.shape, np.float32), dims=("y", "x"),
-                                    coords={"y": y[:, 0], "x": x[0]}).rio.write_crs(g.crs).rio.write_transform(g.transform)
+            template = (
+                xr.DataArray(np.zeros(g.shape, np.float32), dims=("y", "x"), coords={"y": y[:, 0], "x": x[0]})
+                .rio.write_crs(g.crs)
+                .rio.write_transform(g.transform)
+            )
             for series, keys in (("s2", S2_KEYS), ("s1-asc", S1_KEYS), ("s1-des", S1_KEYS)):
                 for item_id in acq[tile.name][series]:
                     for key in keys:
                         da = rioxarray.open_rasterio(items[item_id].assets[key].href, masked=True)
                         left, bottom, right, top = transform_bounds(g.crs, da.rio.crs, *g.bounds)
                         da = da.rio.clip_box(left - 40, bottom - 40, right + 40, top + 40)
-                        da.rio.reproject_match(template, resampling=Resampling.bilinear).values
+                        _ = da.rio.reproject_match(template, resampling=Resampling.bilinear).values
                     count += 1
     return count
 

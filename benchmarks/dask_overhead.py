@@ -4,7 +4,7 @@ does it grow with the number of units a build submits? (not a timed test)
     python benchmarks/dask_overhead.py [--rounds 6] [--per-round 5000]
 
 Units like the build's: 50 tile grids in, a (50, 12, 6, 6) float32 array out, submitted in windows of
-500 through the same executor the builds use (omnisat_data.executors) and released once read.
+500 through the same executor the builds use (omnisat_data.io.workers) and released once read.
 Prints the process's resident memory after each round.
 """
 
@@ -17,8 +17,8 @@ import numpy as np
 import psutil
 from affine import Affine
 
-from omnisat_data.executors import executor
-from omnisat_data.grid import Grid
+from omnisat_data.geo.grid import Grid
+from omnisat_data.io.workers import executor
 
 
 def unit(grids: tuple[Grid, ...]) -> tuple[np.ndarray, int]:

@@ -51,7 +51,9 @@ def recipe_file(scratch: Path, catalog: str, name: str, timeout_s: float | None 
     text = text.replace('catalog = "../demo/world/stac/items.ndjson"', f'catalog = "{catalog}"')
     text = text.replace("group_size_m = 5000", "group_size_m = 30")  # small groups: tiles complete one by one
     if timeout_s is not None:
-        text = text.replace("[s2]\n", f"[s2]\ntimeout_s = {timeout_s}\n").replace("[s1]\n", f"[s1]\ntimeout_s = {timeout_s}\n")
+        text = text.replace("[s2]\n", f"[s2]\ntimeout_s = {timeout_s}\n").replace(
+            "[s1]\n", f"[s1]\ntimeout_s = {timeout_s}\n"
+        )
     path = scratch / f"{name}.toml"
     path.write_text(text)
     return path
@@ -200,8 +202,8 @@ class Campaign:
         return ids
 
     def http_trial(self, kind: str, folder: Path) -> str | None:
-        from omnisat_data.serve.assets import AssetServer
-        from omnisat_data.serve.world import rewrite_items
+        from omnisat_data.sim.serve.assets import AssetServer
+        from omnisat_data.sim.serve.world import rewrite_items
 
         with AssetServer(self.world) as assets:
             items_file = rewrite_items(Path(self.items), assets.url, folder.with_suffix(".ndjson"))
@@ -242,10 +244,13 @@ class Campaign:
                     if got.get(rel) != self.ref_digest.get(rel):
                         return f"{rel} differs from the reference"
                 continue
-            from omnisat_data.acquisitions import same_take
+            from omnisat_data.stac.products import same_take
 
             keys = ("sen-2-products", "sen-1-asc-products", "sen-1-des-products")
-            with h5py.File(folder / "sentinel" / f"{name}.h5") as a, h5py.File(self.reference / "sentinel" / f"{name}.h5") as b:
+            with (
+                h5py.File(folder / "sentinel" / f"{name}.h5") as a,
+                h5py.File(self.reference / "sentinel" / f"{name}.h5") as b,
+            ):
                 ours = [p.decode() for k in keys for p in a[k][()]]
                 theirs = [p.decode() for k in keys for p in b[k][()]]
             # the reference's dates, in order, less those of the lost acquisition's datatake (a mosaic that

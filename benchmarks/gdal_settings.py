@@ -22,9 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # (label, settings replacing the toolkit's own); None: the toolkit's settings as they are
 ROWS = [
-    ("VSI_CACHE=TRUE (32 KB pages), 16 KB ranges, 16 KB at open",
-     {"VSI_CACHE": "TRUE", "CPL_VSIL_CURL_CHUNK_SIZE": "16384", "GDAL_INGESTED_BYTES_AT_OPEN": "16384"}),
-    ("no VSI_CACHE, 16 KB ranges, 16 KB at open", {"CPL_VSIL_CURL_CHUNK_SIZE": "16384", "GDAL_INGESTED_BYTES_AT_OPEN": "16384"}),
+    (
+        "VSI_CACHE=TRUE (32 KB pages), 16 KB ranges, 16 KB at open",
+        {"VSI_CACHE": "TRUE", "CPL_VSIL_CURL_CHUNK_SIZE": "16384", "GDAL_INGESTED_BYTES_AT_OPEN": "16384"},
+    ),
+    (
+        "no VSI_CACHE, 16 KB ranges, 16 KB at open",
+        {"CPL_VSIL_CURL_CHUNK_SIZE": "16384", "GDAL_INGESTED_BYTES_AT_OPEN": "16384"},
+    ),
     ("no VSI_CACHE, 1 KB ranges, 16 KB at open", {"GDAL_INGESTED_BYTES_AT_OPEN": "16384"}),
     ("no VSI_CACHE, 1 KB ranges, 4 KB at open", {"GDAL_INGESTED_BYTES_AT_OPEN": "4096"}),
     ("no VSI_CACHE, 1 KB ranges, 2 KB at open (demo recipe)", None),
@@ -33,21 +38,27 @@ ROWS = [
 
 
 def child(world: Path, tiles: int, row: int) -> None:
-    import omnisat_data.scene_read as scene_read
-    from omnisat_data.build_treesatai import BuildConfig, build_treesatai
+    import omnisat_data.build.sentinel as scene_read
+    from omnisat_data.build.treesatai_ts import BuildConfig, build_treesatai
     from omnisat_data.recipe import load_recipe
-    from omnisat_data.serve.assets import AssetServer, gdal_http_env
-    from omnisat_data.serve.world import rewrite_items
+    from omnisat_data.sim.serve.assets import AssetServer
+    from omnisat_data.sim.serve.world import rewrite_items
+    from omnisat_data.stac.gdal import gdal_http_env
 
     changes = ROWS[row][1]
     if changes is not None:
-        scene_read.gdal_http_env = lambda header_bytes=16384, timeout_s=30.0: {**gdal_http_env(header_bytes, timeout_s), **changes}
+        scene_read.gdal_http_env = lambda header_bytes=16384, timeout_s=30.0: {
+            **gdal_http_env(header_bytes, timeout_s),
+            **changes,
+        }
     tmp = Path(tempfile.mkdtemp(prefix="bench-gdal-"))
     with AssetServer(world) as server:
         items = rewrite_items(world / "stac" / "items.ndjson", server.url, tmp / "items.ndjson")
         recipe = load_recipe(ROOT / "recipes" / "demo.toml").with_catalog(str(items))
         server.counters.reset()
-        report = build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe, tmp / "out", workers=0, limit=tiles))
+        report = build_treesatai(
+            BuildConfig(world / "sources" / "treesatai", recipe, tmp / "out", workers=0, limit=tiles)
+        )
         c = server.counters
         print(json.dumps({"requests": c.requests, "bytes": c.bytes_sent, "needed": report.bytes_read}))
 

@@ -131,7 +131,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--tasks", default="pretrain,finetune", help="training steps to measure")
-    parser.add_argument("--batches", default=None, help="batches per device (default 64,256,682 on GPU, 4,16,256,682 on CPU)")
+    parser.add_argument(
+        "--batches", default=None, help="batches per device (default 64,256,682 on GPU, 4,16,256,682 on CPU)"
+    )
     parser.add_argument("--contrastive-batches", default=None, help="default 64,256,682 on GPU, 16,64,256,682 on CPU")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default 10 GPU, 2 CPU)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile cases")

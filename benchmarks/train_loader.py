@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from omnisat_model.data_treesatai import TreeSatTS, collate
+from omnisat_train.data.treesatai_ts import TreeSatTS, collate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,10 @@ def main() -> None:
     packed = TreeSatTS(args.data, "train", mods, train=True, cache=cache)
     pack_s = time.perf_counter() - t0
     raw = TreeSatTS(args.data, "train", mods, train=True)
-    raw_rate, packed_rate = rate(raw, args.epochs, args.workers, args.batch), rate(packed, args.epochs, args.workers, args.batch)
+    raw_rate, packed_rate = (
+        rate(raw, args.epochs, args.workers, args.batch),
+        rate(packed, args.epochs, args.workers, args.batch),
+    )
     print(f"{len(raw)} train tiles, {args.epochs} epochs, batch {args.batch}, {args.workers} loader workers")
     print(f"{'source':<28} {'samples/s':>10} {'x raw':>6}")
     print(f"{'raw tree (tif + h5)':<28} {raw_rate:>10.1f} {1.0:>6.1f}")

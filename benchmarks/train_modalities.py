@@ -14,7 +14,7 @@ import time
 import torch
 
 from omnisat_model.model import OmniSatClassifier
-from omnisat_model.train import TrainConfig, model_config
+from omnisat_train.train import TrainConfig, model_config
 
 
 def batch_for(config, batch: int, dates: int) -> dict:

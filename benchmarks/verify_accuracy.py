@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from omnisat_data.verify_alignment import VerifyConfig, verify
+from omnisat_data.verify.run import VerifyConfig, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def truth_by_scene(world: Path, fmt: str) -> dict[str, tuple[float, float]]:
     """Scene name as the report uses it -> injected shift (m): product names, or T<tile>_<day> for PASTIS."""
     out = {}
-    scenes = sorted(json.loads((world / "truth.json").read_text())["s2"].values(), key=lambda t: (t["datetime"], t["orbit"]))
+    scenes = sorted(
+        json.loads((world / "truth.json").read_text())["s2"].values(), key=lambda t: (t["datetime"], t["orbit"])
+    )
     for t in scenes:
         if fmt == "pastis-hd":  # PASTIS keeps the first acquisition of a day (as the world writes it)
             out.setdefault(f"T{t['mgrs']}_{t['datetime'][:10].replace('-', '')}", tuple(t["shift"]))
@@ -65,8 +67,10 @@ def main() -> None:
     single = [np.hypot(e["dx"] - truth[e["product"]][0], e["dy"] - truth[e["product"]][1])
               for estimates in report["per_tile_estimates"].values() for e in estimates if e["ok"]]
     if single:
-        print(f"single estimates (one tile or patch, one date): {len(single)} accepted, error median "
-              f"{np.median(single):.3f} m, 90th percentile {np.percentile(single, 90):.3f} m, largest {max(single):.3f} m")
+        print(
+            f"single estimates (one tile or patch, one date): {len(single)} accepted, error median "
+            f"{np.median(single):.3f} m, 90th percentile {np.percentile(single, 90):.3f} m, largest {max(single):.3f} m"
+        )
 
 
 if __name__ == "__main__":

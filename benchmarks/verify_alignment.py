@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from omnisat_data.verify_alignment import VerifyConfig, verify
-from omnisat_data.verify_treesatai import Layout
+from omnisat_data.verify.run import VerifyConfig, verify
+from omnisat_data.verify.treesatai_ts import Layout
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,8 @@ def main() -> None:
         report = verify(VerifyConfig(tmp, workers=workers, report=tmp / "r.json", png=tmp / "png", worst=0))
         sec = time.perf_counter() - t0
         s = report["summary"]
-        print(f"{workers:>7} {s['tiles']:>6} {s['estimates']:>9} {sec:>8.1f} {s['tiles'] / sec:>8.1f} {s['estimates'] / sec:>12.0f}")
+        print(f"{workers:>7} {s['tiles']:>6} {s['estimates']:>9} {sec:>8.1f} {s['tiles'] / sec:>8.1f} "
+              f"{s['estimates'] / sec:>12.0f}")
     shutil.rmtree(tmp)
 
 

@@ -22,13 +22,12 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from omnisat_data.build_pastis import spot_path
-from omnisat_data.pastis_tree import read_pastis
-from omnisat_data.shift import estimate_shifts, with_classes
-from omnisat_data.world.config import PRESETS
-from omnisat_data.world.field import Field
-from omnisat_data.world.make import plan_world
-from omnisat_data.world.render import content_coords, s2_values
+from omnisat_data.formats.pastis import read_pastis, spot_path
+from omnisat_data.sim.world.config import PRESETS
+from omnisat_data.sim.world.field import Field
+from omnisat_data.sim.world.make import plan_world
+from omnisat_data.sim.world.render import content_coords, s2_values
+from omnisat_data.verify.shift import estimate_shifts, with_classes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,7 +41,10 @@ def main() -> None:
     cfg = PRESETS["demo"]
     plan, field = plan_world(cfg), Field(cfg)
     source = args.world / "sources" / "PASTIS-R"
-    meta = {f["properties"]["ID_PATCH"]: f["properties"] for f in json.loads((source / "metadata.geojson").read_text())["features"]}
+    meta = {
+        f["properties"]["ID_PATCH"]: f["properties"]
+        for f in json.loads((source / "metadata.geojson").read_text())["features"]
+    }
     print(f"{'patch':>6} {'case':<44} {'dx m':>7} {'dy m':>7} {'R2':>6}")
     for patch in read_pastis(source).patches:
         tile = patch.tile[1:].upper()

@@ -8,7 +8,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -41,9 +40,9 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _known_errors():
-    from omnisat_data.catalog.search import CatalogError
-    from omnisat_data.serve.assets import PortInUse
-    from omnisat_data.serve.pgstac import ServerError
+    from omnisat_data.sim.serve.assets import PortInUse
+    from omnisat_data.sim.serve.pgstac import ServerError
+    from omnisat_data.stac.search import CatalogError
 
     # OSError: a full disk (ENOSPC), a read-only --out: one line naming the file, not a traceback
     return (OSError, ValueError, CatalogError, PortInUse, ServerError)
@@ -54,10 +53,10 @@ def _progress() -> Progress:
                     console=console, transient=False)
 
 
-def _make_world(folder: Path, preset: str, config: Optional[Path], seed: Optional[int], workers: Optional[int],
+def _make_world(folder: Path, preset: str, config: Path | None, seed: int | None, workers: int | None,
                 style: str) -> dict:
-    from omnisat_data.world.config import load_world_config
-    from omnisat_data.world.make import make_world
+    from omnisat_data.sim.world.config import load_world_config
+    from omnisat_data.sim.world.make import make_world
 
     cfg = load_world_config(preset, config, seed=seed)
     with _progress() as bar:
@@ -73,9 +72,9 @@ def _make_world(folder: Path, preset: str, config: Optional[Path], seed: Optiona
 def world_make(
     folder: Path = typer.Argument(..., help="Folder to create (must be empty or absent)."),
     preset: str = typer.Option("demo", help="Named size: demo (default) or tiny (tests)."),
-    config: Optional[Path] = typer.Option(None, help="TOML file whose [world] table overrides the preset."),
-    seed: Optional[int] = typer.Option(None, help="Random seed of the world."),
-    workers: Optional[int] = typer.Option(None, help="Worker processes (default: all cores)."),
+    config: Path | None = typer.Option(None, help="TOML file whose [world] table overrides the preset."),
+    seed: int | None = typer.Option(None, help="Random seed of the world."),
+    workers: int | None = typer.Option(None, help="Worker processes (default: all cores)."),
     catalog_style: str = typer.Option("planetary-computer", help="Asset keys: planetary-computer or earth-search."),
 ) -> None:
     """Generate a synthetic world: Sentinel-2/1, aerial and SPOT-like COGs, STAC items, source benchmarks."""
@@ -95,10 +94,10 @@ def stac_serve(
     port: int = typer.Option(0, help="STAC API port (0: any free port)."),
     asset_port: int = typer.Option(0, help="Asset (COG) server port (0: any free port)."),
     db_port: int = typer.Option(0, help="PostgreSQL port (0: any free port)."),
-    pg_bin: Optional[str] = typer.Option(None, help="PostgreSQL bin folder (default: newest /usr/lib/postgresql/*/bin)."),
+    pg_bin: str | None = typer.Option(None, help="PostgreSQL bin folder (default: newest /usr/lib/postgresql/*/bin)."),
 ) -> None:
     """Serve a world: its COGs over HTTP Range, its items through a pgstac STAC API, until interrupted."""
-    from omnisat_data.serve.world import WorldServers
+    from omnisat_data.sim.serve.world import WorldServers
 
     try:
         servers = WorldServers(world, asset_port=asset_port, api_port=port, db_port=db_port, pg_bin=pg_bin)
@@ -126,14 +125,14 @@ def stac_serve(
 def stac_search(
     catalog: str = typer.Argument(..., help="STAC API URL or item file (ndjson, ItemCollection, geoparquet)."),
     collection: list[str] = typer.Option(..., help="Collection id (repeatable)."),
-    bbox: Optional[str] = typer.Option(None, help="west,south,east,north in degrees."),
-    datetime: Optional[str] = typer.Option(None, help="start/end (ISO 8601)."),
-    max_cloud: Optional[float] = typer.Option(None, help="Keep items with eo:cloud_cover below this."),
-    orbit_state: Optional[str] = typer.Option(None, help="ascending or descending (sat:orbit_state)."),
+    bbox: str | None = typer.Option(None, help="west,south,east,north in degrees."),
+    datetime: str | None = typer.Option(None, help="start/end (ISO 8601)."),
+    max_cloud: float | None = typer.Option(None, help="Keep items with eo:cloud_cover below this."),
+    orbit_state: str | None = typer.Option(None, help="ascending or descending (sat:orbit_state)."),
     limit: int = typer.Option(20, help="Items to print."),
 ) -> None:
     """Search a catalog and print matching item ids."""
-    from omnisat_data.catalog.search import Search, open_catalog
+    from omnisat_data.stac.search import Search, open_catalog
 
     clauses = []
     if max_cloud is not None:
@@ -172,7 +171,7 @@ def _staged_progress(bar: Progress):
 
 
 def _build_treesatai(cfg):
-    from omnisat_data.build_treesatai import build_treesatai
+    from omnisat_data.build.treesatai_ts import build_treesatai
 
     with _progress() as bar:
         return build_treesatai(cfg, progress=_staged_progress(bar))
@@ -189,7 +188,7 @@ def _print_report(report, out_dir: Path) -> None:
     for tile, reason in sorted(report.failed.items()):
         out.print(f"[red]failed[/] {escape(tile)}: {escape(reason)}", highlight=False, soft_wrap=True)
     _print_lost(out, report.lost)
-    for item, reason in sorted(report.refused_items.items()):
+    for _, reason in sorted(report.refused_items.items()):
         out.print(f"[yellow]refused[/] {escape(reason)}", highlight=False, soft_wrap=True)
     for where, reason in sorted(report.source_problems.items()):
         out.print(f"[yellow]source[/] {escape(where)}: {escape(reason)}", highlight=False, soft_wrap=True)
@@ -206,20 +205,27 @@ def build_treesatai_command(
     source: Path = typer.Option(..., help="TreeSatAI tree (aerial/60m, labels, splits, geojson/bb_60m.GeoJSON)."),
     recipe: Path = typer.Option(Path("recipes/treesatai-ts.toml"), help="Build recipe (TOML)."),
     out: Path = typer.Option(..., help="Output TreeSatAI-TS folder (created; reruns resume)."),
-    catalog: Optional[str] = typer.Option(None, help="STAC API URL or item file for every modality (overrides the recipe)."),
+    catalog: str | None = typer.Option(
+        None, help="STAC API URL or item file for every modality (overrides the recipe)."
+    ),
     workers: int = typer.Option(2, help="Worker processes reading scenes (0: in this process)."),
-    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler (tcp://HOST:PORT): run the units on its workers."),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler (tcp://HOST:PORT): run the units on its workers."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (searches, items, bytes) and stop."),
-    limit: Optional[int] = typer.Option(None, help="Build only the first N tiles (by name)."),
-    year: Optional[int] = typer.Option(None, help="Year for tiles missing from geojson/bb_60m.GeoJSON."),
-    strict: bool = typer.Option(False, "--strict", help="A scene that cannot be read fails the tiles it covers "
-                                "(default: they are written without that date, recorded, and retried on rerun)."),
+    limit: int | None = typer.Option(None, help="Build only the first N tiles (by name)."),
+    year: int | None = typer.Option(None, help="Year for tiles missing from geojson/bb_60m.GeoJSON."),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="A scene that cannot be read fails the tiles it covers "
+        "(default: they are written without that date, recorded, and retried on rerun).",
+    ),
 ) -> None:
     """Search, co-register and write TreeSatAI-TS (Sentinel-2, Sentinel-1 asc/des series per aerial tile)."""
-    from omnisat_data.build_treesatai import BuildConfig, dry_run as plan_only
-    from omnisat_data.executors import SchedulerError, check_scheduler
+    from omnisat_data.build.treesatai_ts import BuildConfig
+    from omnisat_data.build.treesatai_ts import dry_run as plan_only
+    from omnisat_data.formats.treesatai import SourceError
+    from omnisat_data.io.workers import SchedulerError, check_scheduler
     from omnisat_data.recipe import load_recipe
-    from omnisat_data.treesatai_tree import SourceError
 
     try:
         if limit is not None and limit < 1:
@@ -263,8 +269,11 @@ def _print_alignment(report: dict) -> None:
     for key, label, flagged in (("scene_shift", "scenes (median over tiles)", s["scenes_flagged"]),
                                 ("tile_shift", "tiles (after scene shifts)", s["tiles_flagged"])):
         v = s[key]
-        table.add_row(label, *[("-" if v[k] is None else f"{v[k]:.3f}") for k in ("median_m", "p95_m", "median_px", "p95_px")],
-                      str(flagged))
+        table.add_row(
+            label,
+            *[("-" if v[k] is None else f"{v[k]:.3f}") for k in ("median_m", "p95_m", "median_px", "p95_px")],
+            str(flagged),
+        )
     out.print(table)
     out.print(f"estimates accepted {s['estimates_accepted']} of {s['estimates']}; format problems {s['problems']} "
               f"in {s['tiles_with_problems']} tiles; thresholds good < {s['thresholds_px']['good']} px, "
@@ -286,7 +295,7 @@ def _print_alignment(report: dict) -> None:
 
 
 def _verify(cfg) -> dict:
-    from omnisat_data.verify_alignment import plan, verify
+    from omnisat_data.verify.run import plan, verify
 
     plan(cfg)  # bad input fails here, before a progress bar is drawn
     with _progress() as bar:
@@ -300,19 +309,24 @@ def _verify(cfg) -> dict:
 def verify_alignment_command(
     dataset: Path = typer.Argument(..., help="Built dataset folder (or a flat folder of <stem>.tif/.h5/.pth)."),
     format: str = typer.Option("treesatai-ts", "--format", help="Dataset format: treesatai-ts or pastis-hd."),
-    report: Optional[Path] = typer.Option(None, help="JSON report (default DATASET/alignment/report.json)."),
-    png: Optional[Path] = typer.Option(None, help="Folder for the pictures (default: beside the report)."),
+    report: Path | None = typer.Option(None, help="JSON report (default DATASET/alignment/report.json)."),
+    png: Path | None = typer.Option(None, help="Folder for the pictures (default: beside the report)."),
     max_shift_px: float = typer.Option(0.5, help="Scenes and tiles over this shift (10 m pixels) fail."),
     good_px: float = typer.Option(0.2, help="Shifts under this count as good."),
-    sample: Optional[int] = typer.Option(None, help="Check only N tiles (a deterministic sample)."),
+    sample: int | None = typer.Option(None, help="Check only N tiles (a deterministic sample)."),
     workers: int = typer.Option(2, help="Worker processes (0: in this process)."),
-    pair: str = typer.Option("both", help="Sentinel-2 band(s) the aerial bands are fitted to: nir (B08), red (B04) or both."),
-    sentinel_lattice: str = typer.Option("auto", help="Lattice (m) the Sentinel series was bilinearly resampled from: "
-                                                      "auto (10 for our builds), none, or metres."),
+    pair: str = typer.Option(
+        "both", help="Sentinel-2 band(s) the aerial bands are fitted to: nir (B08), red (B04) or both."
+    ),
+    sentinel_lattice: str = typer.Option(
+        "auto",
+        help="Lattice (m) the Sentinel series was bilinearly resampled from: "
+        "auto (10 for our builds), none, or metres.",
+    ),
 ) -> None:
     """Check a dataset's format and measure VHR / Sentinel-2 misregistration per tile and per scene.
     Exits 1 when a format problem is found or a scene or tile is over --max-shift-px."""
-    from omnisat_data.verify_alignment import VerifyConfig
+    from omnisat_data.verify.run import VerifyConfig
 
     try:
         if pair not in ("nir", "red", "both"):
@@ -331,13 +345,15 @@ def verify_alignment_command(
 
 def _demo_training(folder: Path, dataset: Path) -> None:
     """The small model on CPU (recipes/train-demo.toml): pretrain, then fine-tune and test."""
-    from omnisat_model.train import TrainError, load_config, train
+    from omnisat_train.train import TrainError, load_config, train
 
     recipe = Path(__file__).resolve().parent.parent / "recipes" / "train-demo.toml"
     runs = folder / "runs"
     try:
         for task, extra in (("pretrain", {}), ("finetune", {"init": runs / "pretrain" / "last.pt"})):
-            cfg = load_config(task, recipe, data=dataset, out=runs / task, resume=True, cache=folder / "packed", **extra)
+            cfg = load_config(
+                task, recipe, data=dataset, out=runs / task, resume=True, cache=folder / "packed", **extra
+            )
             with _progress() as bar:
                 job = bar.add_task(f"{task} (small OmniSat, CPU)", total=cfg.epochs)
                 result = train(cfg, progress=lambda done, total, record: bar.update(job, completed=done))
@@ -355,20 +371,30 @@ def build_pastis_command(
     source: Path = typer.Option(..., help="PASTIS-R tree (metadata.geojson, DATA_S2, DATA_S1A, DATA_S1D, ...)."),
     recipe: Path = typer.Option(..., help="Build recipe (TOML, format pastis-hd, with a [vhr] section)."),
     out: Path = typer.Option(..., help="Output PASTIS-HD folder (created; reruns resume)."),
-    catalog: Optional[str] = typer.Option(None, help="STAC API URL or item file for every modality (overrides the recipe)."),
+    catalog: str | None = typer.Option(
+        None, help="STAC API URL or item file for every modality (overrides the recipe)."
+    ),
     workers: int = typer.Option(2, help="Worker processes (0: in this process)."),
-    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler (tcp://HOST:PORT): run the units on its workers."),
-    sentinel: bool = typer.Option(False, "--sentinel", help="Re-fetch the Sentinel series from STAC over the recipe's period "
-                                  "(DATA_S2, DATA_S1A, DATA_S1D and their dates), instead of carrying them over."),
-    strict: bool = typer.Option(False, "--strict", help="A scene that cannot be read fails the tiles it covers "
-                                "(default: they are written without that date, recorded, and retried on rerun)."),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler (tcp://HOST:PORT): run the units on its workers."),
+    sentinel: bool = typer.Option(
+        False,
+        "--sentinel",
+        help="Re-fetch the Sentinel series from STAC over the recipe's period "
+        "(DATA_S2, DATA_S1A, DATA_S1D and their dates), instead of carrying them over.",
+    ),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="A scene that cannot be read fails the tiles it covers "
+        "(default: they are written without that date, recorded, and retried on rerun).",
+    ),
 ) -> None:
     """Add the VHR modality to a PASTIS-R tree: PASTIS-HD (SPOT-like images area-averaged onto each patch grid)."""
-    from omnisat_data.build_pastis import PastisConfig, build_pastis, check_recipe
-    from omnisat_data.executors import SchedulerError, check_scheduler
-    from omnisat_data.pastis_tree import read_pastis
+    from omnisat_data.build.pastis_hd import PastisConfig, build_pastis, check_recipe
+    from omnisat_data.formats.pastis import read_pastis
+    from omnisat_data.formats.treesatai import SourceError
+    from omnisat_data.io.workers import SchedulerError, check_scheduler
     from omnisat_data.recipe import load_recipe
-    from omnisat_data.treesatai_tree import SourceError
 
     try:
         loaded = load_recipe(recipe)
@@ -386,11 +412,14 @@ def build_pastis_command(
         fail(error_text(exc))
     out_console = Console(width=120)
     r = report.to_dict()
-    out_console.print(f"PASTIS-HD {out}: {r['patches']['done']} patches written, {r['patches']['skipped']} already there, "
-                      f"{r['patches']['failed']} failed; "
-                      + (f"Sentinel series of {len(report.series_done)} patches re-fetched; " if sentinel else "")
-                      + f"{', '.join(report.norm_written) or 'no'} NORM files written; "
-                      f"{r['seconds']:.1f} s", highlight=False)
+    out_console.print(
+        f"PASTIS-HD {out}: {r['patches']['done']} patches written, {r['patches']['skipped']} already there, "
+        f"{r['patches']['failed']} failed; "
+        + (f"Sentinel series of {len(report.series_done)} patches re-fetched; " if sentinel else "")
+        + f"{', '.join(report.norm_written) or 'no'} NORM files written; "
+        f"{r['seconds']:.1f} s",
+        highlight=False,
+    )
     for name, reason in sorted(report.failed.items()):
         out_console.print(f"[red]failed[/] patch {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)
     for name, reason in sorted(report.source_problems.items()):
@@ -402,33 +431,54 @@ def build_pastis_command(
 
 @build_app.command("grid")
 def build_grid_command(
-    recipe: Path = typer.Option(..., help="Build recipe (TOML) with a [vhr] section; its format (treesatai-ts or "
-                                "pastis-hd) is what gets built."),
+    recipe: Path = typer.Option(
+        ..., help="Build recipe (TOML) with a [vhr] section; its format (treesatai-ts or pastis-hd) is what gets built."
+    ),
     out: Path = typer.Option(..., help="Output folder (created; reruns resume)."),
-    tiles: Optional[Path] = typer.Option(None, help="Vector file of square tile polygons (GeoJSON, GeoPackage, ...; "
-                                         "any CRS; names from a 'name' or 'id' property, PASTIS-HD ids from ID_PATCH)."),
-    bbox: Optional[str] = typer.Option(None, help="WEST,SOUTH,EAST,NORTH in lon/lat: a regular grid of tiles over it."),
-    tile_size: Optional[str] = typer.Option(None, help="Tile side, e.g. 60m or 1280m (default: the format's: 60m, 1280m)."),
-    crs: Optional[str] = typer.Option(None, help="Projected CRS of the tile grids, e.g. EPSG:32632 (default: the UTM "
-                                      "zone of the area; PASTIS-HD needs UTM)."),
-    format: Optional[str] = typer.Option(None, help="treesatai-ts or pastis-hd: must match the recipe's format."),
-    year: int = typer.Option(2019, help="VHR year; TreeSatAI-TS series cover it (or the recipe's first_year if earlier)."),
-    catalog: Optional[str] = typer.Option(None, help="STAC API URL or item file for every modality (overrides the recipe)."),
+    tiles: Path | None = typer.Option(
+        None,
+        help="Vector file of square tile polygons (GeoJSON, GeoPackage, ...; "
+        "any CRS; names from a 'name' or 'id' property, PASTIS-HD ids from ID_PATCH).",
+    ),
+    bbox: str | None = typer.Option(None, help="WEST,SOUTH,EAST,NORTH in lon/lat: a regular grid of tiles over it."),
+    tile_size: str | None = typer.Option(
+        None, help="Tile side, e.g. 60m or 1280m (default: the format's: 60m, 1280m)."
+    ),
+    crs: str | None = typer.Option(
+        None,
+        help="Projected CRS of the tile grids, e.g. EPSG:32632 (default: the UTM "
+        "zone of the area; PASTIS-HD needs UTM).",
+    ),
+    format: str | None = typer.Option(None, help="treesatai-ts or pastis-hd: must match the recipe's format."),
+    year: int = typer.Option(
+        2019, help="VHR year; TreeSatAI-TS series cover it (or the recipe's first_year if earlier)."
+    ),
+    catalog: str | None = typer.Option(
+        None, help="STAC API URL or item file for every modality (overrides the recipe)."
+    ),
     workers: int = typer.Option(2, help="Worker processes (0: in this process)."),
-    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler (tcp://HOST:PORT): run the units on its workers."),
-    limit: Optional[int] = typer.Option(None, help="Build only the first N tiles (by name)."),
-    labels: Optional[Path] = typer.Option(None, help="Vector file of class polygons (any format GDAL reads, any CRS): "
-                                          "TreeSatAI-TS class fractions per tile, PASTIS-HD TARGET/INSTANCES rasters."),
-    label_field: Optional[str] = typer.Option(None, help="The field of --labels holding each polygon's class "
-                                              "(PASTIS-HD: integer class ids 1-18)."),
-    strict: bool = typer.Option(False, "--strict", help="A scene that cannot be read fails the tiles it covers "
-                                "(default: they are written without that date, recorded, and retried on rerun)."),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler (tcp://HOST:PORT): run the units on its workers."),
+    limit: int | None = typer.Option(None, help="Build only the first N tiles (by name)."),
+    labels: Path | None = typer.Option(
+        None,
+        help="Vector file of class polygons (any format GDAL reads, any CRS): "
+        "TreeSatAI-TS class fractions per tile, PASTIS-HD TARGET/INSTANCES rasters.",
+    ),
+    label_field: str | None = typer.Option(
+        None, help="The field of --labels holding each polygon's class (PASTIS-HD: integer class ids 1-18)."
+    ),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="A scene that cannot be read fails the tiles it covers "
+        "(default: they are written without that date, recorded, and retried on rerun).",
+    ),
 ) -> None:
     """TreeSatAI-TS or PASTIS-HD for your own area: every modality fetched from STAC onto your tile grid."""
-    from omnisat_data.build_grid import GridConfig, build_grid, check_recipe, class_polygons, own_tiles
-    from omnisat_data.executors import SchedulerError, check_scheduler
+    from omnisat_data.build.own_area import GridConfig, build_grid, check_recipe, class_polygons, own_tiles
+    from omnisat_data.formats.treesatai import SourceError
+    from omnisat_data.io.workers import SchedulerError, check_scheduler
     from omnisat_data.recipe import RecipeError, load_recipe
-    from omnisat_data.treesatai_tree import SourceError
 
     try:
         loaded = load_recipe(recipe)
@@ -468,9 +518,13 @@ def build_grid_command(
     Console(width=120).print(f"{loaded.format} {out}: {done} tiles built, {len(report.skipped)} already complete, "
                              f"{len(report.failed)} failed", highlight=False)
     for name, reason in sorted(report.failed.items()):
-        Console(width=120).print(f"[red]failed[/] {escape(str(name))}: {escape(reason)}", highlight=False, soft_wrap=True)
+        Console(width=120).print(
+            f"[red]failed[/] {escape(str(name))}: {escape(reason)}", highlight=False, soft_wrap=True
+        )
     for name, reason in sorted(report.source_problems.items()):
-        Console(width=120).print(f"[yellow]left out[/] {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)
+        Console(width=120).print(
+            f"[yellow]left out[/] {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True
+        )
     _print_lost(Console(width=120), report.lost)
     if report.failed and not report.done and not report.skipped:
         raise typer.Exit(1)
@@ -508,7 +562,7 @@ def demo(
 ) -> None:
     """The main job on the embedded default: make the demo world, build TreeSatAI-TS from it, verify its
     alignment, build PASTIS-HD, pretrain and fine-tune a CPU-sized OmniSat and evaluate on the test split."""
-    from omnisat_data.build_treesatai import BuildConfig
+    from omnisat_data.build.treesatai_ts import BuildConfig
     from omnisat_data.recipe import load_recipe
 
     world = folder / "world"
@@ -525,15 +579,17 @@ def demo(
     except _known_errors() as exc:
         fail(error_text(exc))
     _print_report(report, cfg.out)
-    from omnisat_data.verify_alignment import VerifyConfig
+    from omnisat_data.verify.run import VerifyConfig
 
     try:  # the demo world injects geolocation errors into some scenes: the check is expected to find them
         _print_alignment(_verify(VerifyConfig(dataset=cfg.out, workers=workers)))
         console.print("(the demo world moves a quarter of its Sentinel-2 scenes by up to 8 m on purpose: "
                       "the scenes listed above are those; see demo/world/truth.json)", highlight=False)
-        from omnisat_data.build_pastis import PastisConfig, build_pastis
+        from omnisat_data.build.pastis_hd import PastisConfig, build_pastis
 
-        pastis_recipe = load_recipe(recipe.with_name("pastis-hd-demo.toml")).with_catalog(str(world / "stac" / "items.ndjson"))
+        pastis_recipe = load_recipe(recipe.with_name("pastis-hd-demo.toml")).with_catalog(
+            str(world / "stac" / "items.ndjson")
+        )
         pastis = build_pastis(PastisConfig(world / "sources" / "PASTIS-R", pastis_recipe, folder / "PASTIS-R", workers))
         console.print(f"PASTIS-HD {folder / 'PASTIS-R'}: {len(pastis.done)} patches written, {len(pastis.skipped)} "
                       f"already there, {len(pastis.failed)} failed", highlight=False)

@@ -58,8 +58,8 @@ app.add_typer(train_app, name="train")
 def _train(task: str, config: Path | None, overrides: dict) -> None:
     import json
 
-    from omnisat_model.data_treesatai import DataError
-    from omnisat_model.train import TrainError, fit, load_config, prepare
+    from omnisat_train.data.common import DataError
+    from omnisat_train.train import TrainError, fit, load_config, prepare
 
     cfg = _or_fail(lambda: load_config(task, config, **overrides))
     run = _or_fail(prepare, cfg)
@@ -94,11 +94,28 @@ def _train(task: str, config: Path | None, overrides: dict) -> None:
         typer.echo(json.dumps(summary))
 
 
-def _options(data: Path | None, out: Path | None, modalities: str | None, model: str | None, init: Path | None,
-             epochs: int | None, batch_size: int | None, lr: float | None, precision: str | None, compile_: bool | None,
-             grad_clip: float | None, accumulate: int | None, seed: int | None, workers: int | None, resume: bool | None,
-             device: str | None, label_fraction: float | None, cache: Path | None, normalize: bool | None,
-             overwrite: bool | None) -> dict:
+def _options(
+    data: Path | None,
+    out: Path | None,
+    modalities: str | None,
+    model: str | None,
+    init: Path | None,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    precision: str | None,
+    compile_: bool | None,
+    grad_clip: float | None,
+    accumulate: int | None,
+    seed: int | None,
+    workers: int | None,
+    resume: bool | None,
+    device: str | None,
+    label_fraction: float | None,
+    cache: Path | None,
+    normalize: bool | None,
+    overwrite: bool | None,
+) -> dict:
     return dict(data=data, out=out, modalities=tuple(modalities.split(",")) if modalities else None, model=model,
                 init=init, epochs=epochs, batch_size=batch_size, lr=lr, precision=precision, compile=compile_,
                 grad_clip=grad_clip, accumulate=accumulate, seed=seed, workers=workers, resume=resume, device=device,
@@ -125,11 +142,15 @@ def _command(task: str):
         resume: bool = typer.Option(None, "--resume/--no-resume", help="Continue the run in OUT (from its last.pt)."),
         overwrite: bool = typer.Option(None, "--overwrite", help="OUT holds a run: remove its files and start again."),
         device: str = typer.Option(None, help="auto, cuda or cpu."),
-        label_fraction: float = typer.Option(None, help="Keep this multi-label-stratified fraction of the "
-                                                         "training labels (finetune, probe), e.g. 0.1."),
+        label_fraction: float = typer.Option(
+            None, help="Keep this multi-label-stratified fraction of the training labels (finetune, probe), e.g. 0.1."
+        ),
         cache: Path = typer.Option(None, help="Folder for packed memory-mapped splits (built on first use)."),
-        normalize: bool = typer.Option(None, "--normalize/--raw", help="Standardise the series with the dataset's "
-                                                                         "statistics (default: raw, as the reference)."),
+        normalize: bool = typer.Option(
+            None,
+            "--normalize/--raw",
+            help="Standardise the series with the dataset's statistics (default: raw, as the reference).",
+        ),
     ) -> None:
         _train(task, config, _options(data, out, modalities, model, init, epochs, batch_size, lr, precision, compile_,
                                       grad_clip, accumulate, seed, workers, resume, device, label_fraction, cache,
@@ -156,7 +177,7 @@ def one_line(error: BaseException) -> str:
 
 def _or_fail(fn, *args):
     """Run `fn`; a TrainError (bad checkpoint, data or split) becomes one line on stderr and exit code 2."""
-    from omnisat_model.train import TrainError
+    from omnisat_train.train import TrainError
 
     try:
         return fn(*args)
@@ -177,7 +198,7 @@ def evaluate_command(
     """F1 (macro over all classes as the reference, micro, weighted, per class) and loss on a split."""
     import json
 
-    from omnisat_model.evaluate import evaluate
+    from omnisat_train.evaluate import evaluate
 
     result = _or_fail(evaluate, checkpoint, split, data, out, batch_size, device)
     typer.echo(json.dumps({k: result[k] for k in ("path", "split", "tiles", "f1_macro", "f1_micro", "f1_weighted",
@@ -196,7 +217,7 @@ def embed_command(
     """Export one embedding per tile (the fused class token) for your own analyses: numpy.load(OUT)."""
     import json
 
-    from omnisat_model.evaluate import embed
+    from omnisat_train.evaluate import embed
 
     typer.echo(json.dumps(_or_fail(embed, checkpoint, out, split, data, batch_size, device)))
 

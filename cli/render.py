@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 
-
 RERUN = "run the same command again; it resumes where it stopped"
 
 

@@ -127,7 +127,7 @@ def _source(where: str, table: Any, base: Path | None) -> SourceRecipe:
     if "masks" in table:
         values["masks"] = keys("masks")
     if "filter" in table:
-        from .catalog.cql2 import UnsupportedFilter, check
+        from omnisat_data.stac.cql2 import UnsupportedFilter, check
 
         try:
             check(table["filter"])
@@ -181,7 +181,9 @@ def parse_recipe(data: dict[str, Any], where: str = "recipe", base: Path | None 
     s1 = _source(f"{where}: [s1]", data["s1"], base)
     vhr = _source(f"{where}: [vhr]", data["vhr"], base) if "vhr" in data else None
     if s2.mask_source == "probability" and len(s2.masks) not in (0, 2):
-        raise RecipeError(f"{where}: [s2].masks: expected the snow and cloud probability assets (2), got {list(s2.masks)}")
+        raise RecipeError(
+            f"{where}: [s2].masks: expected the snow and cloud probability assets (2), got {list(s2.masks)}"
+        )
     return Recipe(format=fmt, s2=s2, s1=s1, vhr=vhr, first_year=first_year, group_size_m=float(group), period=period,
                   path=None)
 

@@ -12,9 +12,10 @@ import io
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -43,15 +44,23 @@ class Rule:
 
 
 def _every(step: int, offset: int) -> tuple[Callable[[int], int], Callable[[int], int | None]]:
-    return (lambda k: step * k + offset), (lambda i: (i - offset) // step if i >= offset and (i - offset) % step == 0 else None)
+    return (lambda k: step * k + offset), (
+        lambda i: (i - offset) // step if i >= offset and (i - offset) % step == 0 else None
+    )
 
 
 VHR_ENCODER = [Rule("conv.", "proj.0."), Rule("bn.", "proj.1."),
                Rule("res.{}.norm.", "proj.{}.bn.", *_every(2, 4)), Rule("res.{}.", "proj.{}.", *_every(2, 4))]
-SERIES_ENCODER = [Rule("in_mlp.{}.linear.", "inconv.{}.", *_every(4, 0)), Rule("in_mlp.{}.bn.", "inconv.{}.", *_every(4, 1)),
-                  Rule("in_norm.", "in_norm."), Rule("query", "attention_heads.Q"),
-                  Rule("key.", "attention_heads.fc1_k."), Rule("out_mlp.{}.linear.", "mlp.{}.", *_every(3, 0)),
-                  Rule("out_mlp.{}.bn.", "mlp.{}.", *_every(3, 1)), Rule("out_norm.", "out_norm.")]
+SERIES_ENCODER = [
+    Rule("in_mlp.{}.linear.", "inconv.{}.", *_every(4, 0)),
+    Rule("in_mlp.{}.bn.", "inconv.{}.", *_every(4, 1)),
+    Rule("in_norm.", "in_norm."),
+    Rule("query", "attention_heads.Q"),
+    Rule("key.", "attention_heads.fc1_k."),
+    Rule("out_mlp.{}.linear.", "mlp.{}.", *_every(3, 0)),
+    Rule("out_mlp.{}.bn.", "mlp.{}.", *_every(3, 1)),
+    Rule("out_norm.", "out_norm."),
+]
 BLOCK = [Rule("attn.rpe_table", "attn.rpe_k.lookup_table_weight"), Rule("", "")]
 CROSS = [Rule("attn.query_pos", "attn.pos_embed"), Rule("attn.query", "attn.q_learned"), Rule("attn.key.", "attn.wk."),
          Rule("attn.value.", "attn.wv."), Rule("attn.rpe_table", "attn.rpe_k.lookup_table_weight"), Rule("", "")]
@@ -206,7 +215,9 @@ def load_strict(model: nn.Module, state: dict[str, Tensor], source: str = "check
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
         if items:
-            problems.append(f"{label}: {', '.join(items[:6])}" + (f" (+{len(items) - 6} more)" if len(items) > 6 else ""))
+            problems.append(
+                f"{label}: {', '.join(items[:6])}" + (f" (+{len(items) - 6} more)" if len(items) > 6 else "")
+            )
     if problems:
         raise CheckpointError(f"{source} does not fit the model: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
@@ -367,7 +378,11 @@ def read_ours(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: not an {FORMAT} checkpoint (convert reference ones with "
                               "`omnisat convert-checkpoint`)")
     if _legacy_trainer(payload):
-        payload = {**{k: v for k, v in payload.items() if k != "model"}, "format": FORMAT, "state_dict": payload["model"]}
+        payload = {
+            **{k: v for k, v in payload.items() if k != "model"},
+            "format": FORMAT,
+            "state_dict": payload["model"],
+        }
     return payload
 
 

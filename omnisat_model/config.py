@@ -104,7 +104,7 @@ class OmniSatConfig:
                 return s
         raise KeyError(f"no series {name!r} in this model (has {', '.join(self.modalities)})")
 
-    def with_modalities(self, *names: str) -> "OmniSatConfig":
+    def with_modalities(self, *names: str) -> OmniSatConfig:
         """The same model restricted to some modalities (e.g. S2-only fine-tuning), in the given order."""
         unknown = set(names) - set(self.modalities)
         if unknown:

@@ -17,8 +17,7 @@ from torch import Tensor, nn
 from .config import VHR_MODALITY, OmniSatConfig
 from .decoders import SentinelDecoder, VhrDeconvDecoder, VhrUnpoolDecoder, select_dates
 from .encoder import Batch, Embedded, OmniSatEncoder
-from .losses import (contrastive_loss, contrastive_loss_blockwise, sentinel_reconstruction_loss,
-                     vhr_reconstruction_loss)
+from .losses import contrastive_loss, contrastive_loss_blockwise, sentinel_reconstruction_loss, vhr_reconstruction_loss
 from .ltae import to_tokens
 from .masking import apply_mask, mask_from_noise, mask_noise
 from .vhr_encoder import to_patches

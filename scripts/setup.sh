@@ -25,6 +25,6 @@ fi
 stamp=.venv/.omnisat-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e ".[server,test]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import omnisat_data, omnisat_model, cli" 
+  .venv/bin/python -c "import omnisat_data, omnisat_model, omnisat_train, cli" 
   touch "$stamp"
 fi

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from omnisat_data.world.config import PRESETS
-from omnisat_data.world.make import make_world, plan_world
+from omnisat_data.sim.world.config import PRESETS
+from omnisat_data.sim.world.make import make_world, plan_world
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,7 @@ def truth(world) -> dict:
 
 @pytest.fixture(scope="session")
 def servers(world):
-    from omnisat_data.serve.world import WorldServers
+    from omnisat_data.sim.serve.world import WorldServers
 
     with WorldServers(world) as s:
         yield s
@@ -49,7 +49,7 @@ def recipe_for(catalog: str, **changes):
 @pytest.fixture(scope="session")
 def built(world, tmp_path_factory):
     """TreeSatAI-TS built from the tiny world through the embedded catalog: (folder, report)."""
-    from omnisat_data.build_treesatai import BuildConfig, build_treesatai
+    from omnisat_data.build.treesatai_ts import BuildConfig, build_treesatai
 
     out = tmp_path_factory.mktemp("build") / "treesatai-ts"
     cfg = BuildConfig(world / "sources" / "treesatai", recipe_for(str(world / "stac" / "items.ndjson")), out,

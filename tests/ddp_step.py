@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from omnisat_model.train import TrainConfig, prepare, to_device
+from omnisat_train.train import TrainConfig, prepare, to_device
 
 if __name__ == "__main__":
     data, out = Path(sys.argv[1]), Path(sys.argv[2])

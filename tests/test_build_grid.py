@@ -15,16 +15,15 @@ import pytest
 import rasterio
 from pyproj import Transformer
 from shapely.geometry import Polygon
-
 from world_truth import exact_area_average, expected_s1, expected_s2_series
 
-from omnisat_data.build_grid import GridConfig, build_grid
-from omnisat_data.grid import Grid
-from omnisat_data.own_grid import tiles_from_bbox
-from omnisat_data.pastis_tree import read_pastis
+from omnisat_data.build.own_area import GridConfig, build_grid
+from omnisat_data.build.own_tiles import tiles_from_bbox
+from omnisat_data.formats.pastis import read_pastis
+from omnisat_data.geo.grid import Grid
 from omnisat_data.recipe import load_recipe
-from omnisat_data.world.config import PRESETS
-from omnisat_data.world.field import Field
+from omnisat_data.sim.world.config import PRESETS
+from omnisat_data.sim.world.field import Field
 
 ROOT = Path(__file__).resolve().parent.parent
 LAEA = "EPSG:3035"
@@ -36,7 +35,9 @@ def _geojson(path: Path, squares: list[tuple[dict, float, float, float]]) -> Pat
     for props, cx, cy, side in squares:
         h = side / 2
         ring = [[cx - h, cy - h], [cx + h, cy - h], [cx + h, cy + h], [cx - h, cy + h], [cx - h, cy - h]]
-        features.append({"type": "Feature", "properties": props, "geometry": {"type": "Polygon", "coordinates": [ring]}})
+        features.append(
+            {"type": "Feature", "properties": props, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+        )
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features,
                                 "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3035"}}}))
     return path
@@ -89,7 +90,9 @@ def test_own_treesatai_ts_values_equal_the_world(own_treesatai, world, plan):
     for item in sorted((out / "stac" / "items").glob("*.json")):
         meta = json.loads(item.read_text())
         assert meta["id"].startswith("mine_") and meta["properties"]["proj:code"] == LAEA
-        grid = Grid(LAEA, rasterio.Affine(*meta["properties"]["proj:transform"]), tuple(meta["properties"]["proj:shape"]))
+        grid = Grid(
+            LAEA, rasterio.Affine(*meta["properties"]["proj:transform"]), tuple(meta["properties"]["proj:shape"])
+        )
         assert grid.shape == (6, 6) and grid.transform.c % 10 == 0 and grid.transform.f % 10 == 0
         with h5py.File(out / "sentinel" / f"{meta['id']}.h5", "r") as f:
             frames, _ = expected_s2_series(field, s2, grid)
@@ -165,16 +168,27 @@ def test_own_pastis_hd_from_the_same_kind_of_file(world, tmp_path):
     # AnySat's normalisation files: every fold, its estimator (per-patch mean and unbiased std, averaged)
     import torch
 
-    for modality, array in (("s2", ours), ("s1a", np.load(out / "DATA_S1A" / "S1A_777.npy")),
-                            ("s1", np.load(out / "DATA_S1A" / "S1A_777.npy")),
-                            ("spot", rasterio.open(out / "DATA_SPOT" / "PASTIS_SPOT6_RVB_1M00_2019" / "SPOT6_RVB_1M00_2019_777.tif").read()[None])):
+    for modality, array in (
+        ("s2", ours),
+        ("s1a", np.load(out / "DATA_S1A" / "S1A_777.npy")),
+        ("s1", np.load(out / "DATA_S1A" / "S1A_777.npy")),
+        (
+            "spot",
+            rasterio.open(out / "DATA_SPOT" / "PASTIS_SPOT6_RVB_1M00_2019" / "SPOT6_RVB_1M00_2019_777.tif").read()[
+                None
+            ],
+        ),
+    ):
         norm = json.loads((out / f"NORM_{modality}_patch.json").read_text())
         data = torch.from_numpy(array.astype(np.float32)).permute(1, 0, 2, 3)
         assert sorted(norm) == [f"Fold_{k}" for k in range(1, 6)]
         np.testing.assert_allclose(norm["Fold_1"]["mean"], data.mean(dim=(1, 2, 3)).numpy(), rtol=1e-5)
         np.testing.assert_allclose(norm["Fold_1"]["std"], data.std(dim=(1, 2, 3)).numpy(), rtol=1e-4)
     # unlabelled: all-background targets and no instances, as the released arrays' dtypes and shapes
-    target, instances = np.load(out / "ANNOTATIONS" / "TARGET_777.npy"), np.load(out / "INSTANCE_ANNOTATIONS" / "INSTANCES_777.npy")
+    target, instances = (
+        np.load(out / "ANNOTATIONS" / "TARGET_777.npy"),
+        np.load(out / "INSTANCE_ANNOTATIONS" / "INSTANCES_777.npy"),
+    )
     assert target.dtype == np.uint8 and target.shape == (3, 128, 128) and not target.any()
     assert instances.dtype == np.int64 and instances.shape == (128, 128) and not instances.any()
     assert props["N_Parcel"] == 0 and props["Parcel_Cover"] == 0.0
@@ -184,7 +198,9 @@ def test_bbox_grid_is_aligned():
     own = tiles_from_bbox((7.60, 48.58, 7.61, 48.59), 60.0, None, 0.2, 2022)
     assert own.tiles[0].sentinel.crs == "EPSG:32632" and len(own.tiles) == len({t.name for t in own.tiles})
     lefts = {t.sentinel.transform.c for t in own.tiles}
-    assert all(v % 60 == 0 for v in lefts) and len(own.tiles) == len(lefts) * len({t.sentinel.transform.f for t in own.tiles})
+    assert all(v % 60 == 0 for v in lefts) and len(own.tiles) == len(lefts) * len(
+        {t.sentinel.transform.f for t in own.tiles}
+    )
     assert all(t.vhr.shape == (300, 300) and t.sentinel.shape == (6, 6) for t in own.tiles)
 
 
@@ -195,34 +211,77 @@ def test_bbox_grid_is_aligned():
     (["--tiles", "missing.geojson"], "missing.geojson"),
 ])
 def test_bad_grid_input_is_one_line(world, tmp_path, args, message):
-    r = subprocess.run([sys.executable, "-m", "cli.data", "build", "grid", "--recipe", str(ROOT / "recipes" / "grid-demo.toml"),
-                        "--out", str(tmp_path / "o"), *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.data",
+            "build",
+            "grid",
+            "--recipe",
+            str(ROOT / "recipes" / "grid-demo.toml"),
+            "--out",
+            str(tmp_path / "o"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_pastis_hd_grid_must_be_utm(world, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "cli.data", "build", "grid", "--recipe",
-                        str(ROOT / "recipes" / "pastis-hd-demo.toml"), "--bbox", "7.6,48.58,7.61,48.59",
-                        "--crs", LAEA, "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.data",
+            "build",
+            "grid",
+            "--recipe",
+            str(ROOT / "recipes" / "pastis-hd-demo.toml"),
+            "--bbox",
+            "7.6,48.58,7.61,48.59",
+            "--crs",
+            LAEA,
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert r.returncode == 2 and "UTM grid" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def _own_tile(left: float, top: float, size: float, crs: str = "EPSG:32632"):
-    from omnisat_data.own_grid import make_tile
+    from omnisat_data.build.own_tiles import make_tile
 
     return make_tile("t", left + size / 2, top - size / 2, crs, size, 0.2 if size == 60 else 1.0, 2022)
 
 
 def _polygon_file(path: Path, polygons: list[tuple[object, list]], crs: str = "EPSG:32632") -> Path:
-    features = [{"type": "Feature", "properties": {"cls": value}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
-                for value, ring in polygons]
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": features,
-                                "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:{crs.replace(':', '::')}"}}}))
+    features = [
+        {"type": "Feature", "properties": {"cls": value}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+        for value, ring in polygons
+    ]
+    path.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": features,
+                "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:{crs.replace(':', '::')}"}},
+            }
+        )
+    )
     return path
 
 
 def test_class_fractions_are_the_polygons_area_shares(tmp_path):
-    from omnisat_data.own_labels import class_fractions, read_class_polygons, treesatai_labels
+    from omnisat_data.build.own_labels import class_fractions, read_class_polygons, treesatai_labels
 
     left, top = 500000.0, 5400000.0
     tile = _own_tile(left, top, 60.0)
@@ -241,21 +300,33 @@ def test_class_fractions_are_the_polygons_area_shares(tmp_path):
 def test_parcel_rasters_equal_an_independent_rasterisation(tmp_path):
     from shapely import contains_xy
 
-    from omnisat_data.own_labels import pastis_annotations, read_class_polygons
+    from omnisat_data.build.own_labels import pastis_annotations, read_class_polygons
 
     left, top = 600000.0, 5300000.0
     tile = _own_tile(left, top, 1280.0)
     rng = np.random.default_rng(3)
     parcels = []
-    for k in range(12):  # irregular quadrilaterals, a few reaching out of the patch
+    for _ in range(12):  # irregular quadrilaterals, a few reaching out of the patch
         cx, cy = rng.uniform(left + 100, left + 1180), rng.uniform(top - 1180, top - 100)
         r = rng.uniform(60, 250, 4)
         angles = np.sort(rng.uniform(0, 2 * np.pi, 4))
         ring = [[float(cx + r[i] * np.cos(a)), float(cy + r[i] * np.sin(a))] for i, a in enumerate(angles)]
         parcels.append((int(rng.integers(1, 19)), ring + [ring[0]]))
-    parcels.append((5, [[left + 1200, top - 200], [left + 1600, top - 200], [left + 1600, top - 400], [left + 1200, top - 400],
-                        [left + 1200, top - 200]]))  # 80 of its 400 m width inside: void
-    target, instances = pastis_annotations(read_class_polygons(_polygon_file(tmp_path / "p.geojson", parcels), "cls"), tile)
+    parcels.append(
+        (
+            5,
+            [
+                [left + 1200, top - 200],
+                [left + 1600, top - 200],
+                [left + 1600, top - 400],
+                [left + 1200, top - 400],
+                [left + 1200, top - 200],
+            ],
+        )
+    )  # 80 of its 400 m width inside: void
+    target, instances = pastis_annotations(
+        read_class_polygons(_polygon_file(tmp_path / "p.geojson", parcels), "cls"), tile
+    )
     assert target.shape == (3, 128, 128) and target.dtype == np.uint8 and instances.dtype == np.int64
     assert (target == target[0]).all()
     x, y = tile.sentinel.pixel_centres()
@@ -274,11 +345,13 @@ def test_parcel_rasters_equal_an_independent_rasterisation(tmp_path):
 
 @pytest.mark.parametrize("value, message", [("maize", "not a PASTIS class id"), (25, "not a PASTIS class id")])
 def test_pastis_labels_must_be_class_ids(tmp_path, value, message):
-    from omnisat_data.own_labels import pastis_annotations, read_class_polygons
-    from omnisat_data.treesatai_tree import SourceError
+    from omnisat_data.build.own_labels import pastis_annotations, read_class_polygons
+    from omnisat_data.formats.treesatai import SourceError
 
     left, top = 600000.0, 5300000.0
-    path = _polygon_file(tmp_path / "p.geojson", [(value, [[left, top], [left + 500, top], [left + 500, top - 500], [left, top]])])
+    path = _polygon_file(
+        tmp_path / "p.geojson", [(value, [[left, top], [left + 500, top], [left + 500, top - 500], [left, top]])]
+    )
     with pytest.raises(SourceError, match=message):
         pastis_annotations(read_class_polygons(path, "cls"), _own_tile(left, top, 1280.0))
     with pytest.raises(SourceError, match="no field 'crop'"):

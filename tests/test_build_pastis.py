@@ -15,17 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 from world_truth import exact_area_average, expected_s1, expected_s2
 
-from omnisat_data.build_pastis import PastisConfig, build_pastis, record_path, spot_path
-from omnisat_data.catalog.search import resolve_href
-from omnisat_data.grid import Grid
-from omnisat_data.pastis_tree import read_pastis, tile_crs
+from omnisat_data.build.pastis_hd import PastisConfig, build_pastis, record_path
+from omnisat_data.formats.pastis import read_pastis, spot_path, tile_crs
+from omnisat_data.formats.treesatai import SourceError
+from omnisat_data.geo.grid import Grid
 from omnisat_data.recipe import RecipeError, load_recipe
-from omnisat_data.treesatai_tree import SourceError
-from omnisat_data.world.config import PRESETS
-from omnisat_data.world.field import Field
+from omnisat_data.sim.world.config import PRESETS
+from omnisat_data.sim.world.field import Field
+from omnisat_data.stac.search import resolve_href
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,7 +114,7 @@ def test_bad_pastis_input_is_named(world, tmp_path):
 
 
 def test_verify_pastis_hd_names_planted_defects(pastis_hd, tmp_path):
-    from omnisat_data.verify_alignment import VerifyConfig, verify
+    from omnisat_data.verify.run import VerifyConfig, verify
 
     out, _ = pastis_hd
     good = verify(VerifyConfig(out, format="pastis-hd", report=tmp_path / "r.json", png=tmp_path, workers=0))
@@ -174,7 +173,9 @@ def test_sentinel_refetch_equals_the_world(refetched, world, plan):
     start, end = (dt.date.fromisoformat(d) for d in PRESETS["tiny"].pastis_span)
     patch = read_pastis(world / "sources" / "PASTIS-R").patches[0]
     meta = json.loads((out / "metadata.geojson").read_text())["features"][0]["properties"]
-    source_meta = json.loads((world / "sources" / "PASTIS-R" / "metadata.geojson").read_text())["features"][0]["properties"]
+    source_meta = json.loads((world / "sources" / "PASTIS-R" / "metadata.geojson").read_text())["features"][0][
+        "properties"
+    ]
     ymd = int
 
     # Sentinel-2: scenes of the patch's tile, one complete frame per day, reflectance x 10000 as int16
@@ -314,9 +315,29 @@ def test_pastis_output_inside_the_source_is_refused(world, tmp_path):
     source = tmp_path / "PASTIS-R"
     shutil.copytree(world / "sources" / "PASTIS-R", source)
     names = sorted(str(p.relative_to(source)) for p in source.rglob("*"))
-    r = subprocess.run([sys.executable, "-m", "cli.data", "build", "pastis-r", "--source", str(source), "--recipe",
-                        str(ROOT / "recipes" / "pastis-hd-demo.toml"), "--catalog", str(world / "stac" / "items.ndjson"),
-                        "--out", str(source), "--workers", "0"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.data",
+            "build",
+            "pastis-r",
+            "--source",
+            str(source),
+            "--recipe",
+            str(ROOT / "recipes" / "pastis-hd-demo.toml"),
+            "--catalog",
+            str(world / "stac" / "items.ndjson"),
+            "--out",
+            str(source),
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert r.returncode == 2 and "never writes into" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert sorted(str(p.relative_to(source)) for p in source.rglob("*")) == names
 
@@ -326,7 +347,7 @@ def test_a_corrupt_npy_is_named_and_the_build_goes_on(world, tmp_path):
     out of the normalisation statistics; the other patches' files are all there."""
     import shutil
 
-    from omnisat_data.build_pastis import PastisConfig, build_pastis
+    from omnisat_data.build.pastis_hd import PastisConfig, build_pastis
     from omnisat_data.recipe import load_recipe
 
     source = tmp_path / "PASTIS-R"
@@ -335,14 +356,16 @@ def test_a_corrupt_npy_is_named_and_the_build_goes_on(world, tmp_path):
     corrupt.write_bytes(b"\x93NUMPY garbage")
     recipe = load_recipe(ROOT / "recipes" / "pastis-hd-demo.toml").with_catalog(str(world / "stac" / "items.ndjson"))
     report = build_pastis(PastisConfig(source, recipe, tmp_path / "out", 0))
-    assert report.failed == {} and any(corrupt.name in k and "unreadable" in v for k, v in report.source_problems.items())
+    assert report.failed == {} and any(
+        corrupt.name in k and "unreadable" in v for k, v in report.source_problems.items()
+    )
     assert (tmp_path / "out" / "NORM_S2_patch.json").is_file() and (tmp_path / "out" / "DATA_SPOT").is_dir()
 
 
 def test_a_null_patch_id_leaves_that_patch_out_with_its_reason(world, tmp_path):
     import shutil
 
-    from omnisat_data.pastis_tree import read_pastis
+    from omnisat_data.formats.pastis import read_pastis
 
     source = tmp_path / "PASTIS-R"
     shutil.copytree(world / "sources" / "PASTIS-R", source)

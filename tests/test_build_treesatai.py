@@ -16,18 +16,19 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from pyproj import Transformer
-
 from conftest import recipe_for
+from pyproj import Transformer
 from world_truth import check_series_file
-from omnisat_data.acquisitions import Acquisition, s2_datatake
-from omnisat_data.build_treesatai import BuildConfig, build_treesatai, carve_val, is_complete
-from omnisat_data.series_units import one_granule_per_datatake
-from omnisat_data.treesatai_tree import read_treesatai
-from omnisat_data.treesatai_ts import assemble
-from omnisat_data.world.config import PRESETS
-from omnisat_data.world.field import Field
-from omnisat_data.world.make import make_world, plan_world
+
+from omnisat_data.build.engine import Frame, one_granule_per_datatake
+from omnisat_data.build.treesatai_series import assemble
+from omnisat_data.build.treesatai_ts import BuildConfig, build_treesatai, carve_val, is_complete
+from omnisat_data.formats.treesatai import read_treesatai
+from omnisat_data.sim.world.config import PRESETS
+from omnisat_data.sim.world.field import Field
+from omnisat_data.sim.world.make import make_world, plan_world
+from omnisat_data.stac.acquisitions import Acquisition
+from omnisat_data.stac.products import s2_datatake
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "data" / "treesatai-ts-sample" / "Abies_alba_1_1005_WEFL_NLF.h5"
@@ -67,8 +68,12 @@ def edges(tmp_path_factory):
     """The 'edges' world (tiles across a granule edge and a swath edge) and its TreeSatAI-TS build."""
     root = tmp_path_factory.mktemp("edges")
     make_world(root / "world", PRESETS["edges"], workers=2)
-    cfg = BuildConfig(root / "world" / "sources" / "treesatai", recipe_for(str(root / "world" / "stac" / "items.ndjson")),
-                      root / "treesatai-ts", workers=0)
+    cfg = BuildConfig(
+        root / "world" / "sources" / "treesatai",
+        recipe_for(str(root / "world" / "stac" / "items.ndjson")),
+        root / "treesatai-ts",
+        workers=0,
+    )
     return root / "world", cfg.out, build_treesatai(cfg)
 
 
@@ -102,21 +107,24 @@ def test_assemble_completes_frames_within_a_take_and_writes_no_nan():
     west[:, :, 3:] = np.nan
     east[:, :, :2] = np.nan
     s1 = "S1A_IW_GRDH_1SDV_20220102T0541{:02d}_20220102T054137_000123_{}_{}"
+    def slice_(k: int, second: int, take: str, name: str, values: np.ndarray) -> Frame:
+        return Frame((k, name), s1.format(second, take, name.upper()), name, "s1-asc", values)
+
     frames = [
-        ((2, "b"), s1.format(37, "00AAAA", "B"), "b", one),  # a complete slice ...
-        ((1, "a"), s1.format(12, "00AAAA", "A"), "a", west),  # ... makes the partial slice of its pass redundant
-        ((3, "c"), s1.format(50, "00BBBB", "C"), "c", west),  # a pass of two partial slices: their mosaic,
-        ((4, "d"), s1.format(55, "00BBBB", "D"), "d", east),  # named after the one with more valid pixels
-        ((5, "e"), s1.format(59, "00CCCC", "E"), "e", west),  # a pass no slice completes: dropped
-        ((6, "x"), s1.format(59, "00DDDD", "X"), "x", nan),  # no pixel over the tile
+        slice_(2, 37, "00AAAA", "b", one),  # a complete slice ...
+        slice_(1, 12, "00AAAA", "a", west),  # ... makes the partial slice of its pass redundant
+        slice_(3, 50, "00BBBB", "c", west),  # a pass of two partial slices: their mosaic,
+        slice_(4, 55, "00BBBB", "d", east),  # named after the one with more valid pixels
+        slice_(5, 59, "00CCCC", "e", west),  # a pass no slice completes: dropped
+        slice_(6, 59, "00DDDD", "x", nan),  # no pixel over the tile
     ]
     series = assemble(frames, 2, sentinel2=False)
     assert series.item_ids == ("b", "d") and (series.mosaicked, series.dropped, series.empty) == (1, 1, 1)
     np.testing.assert_array_equal(series.data[1], np.where(np.isnan(east), one, two))
     assert np.isfinite(series.data).all() and series.masks is None
     s2 = "S2A_MSIL2A_20220513T104031_N0400_R108_T32{}_20220513T135731"
-    both = [((1, "ulu"), s2.format("ULU"), "ulu", np.concatenate([west, west[:1] * 0 + 7])),
-            ((2, "umu"), s2.format("UMU"), "umu", np.concatenate([east, east[:1] * 0 + 9]))]
+    both = [Frame((1, "ulu"), s2.format("ULU"), "ulu", "s2", np.concatenate([west, west[:1] * 0 + 7])),
+            Frame((2, "umu"), s2.format("UMU"), "umu", "s2", np.concatenate([east, east[:1] * 0 + 9]))]
     series = assemble(both, 2, sentinel2=True)
     assert series.item_ids == ("umu",) and series.mosaicked == 1  # the granule with more valid pixels names it
     assert series.masks.shape == (1, 10, 6, 6) and not series.masks[:, 1:].any()
@@ -135,7 +143,11 @@ def test_each_tile_keeps_one_granule_per_sentinel2_datatake():
     units = {acq.item_id: members for acq, members in one_granule_per_datatake(found)}
     assert units == {f"{may}UMU": [0], f"{may}ULU": [1],  # the whole granule; on a tie the first in time order
                      f"{june}ULU": [1], "slice": [0, 1]}  # another datatake; Sentinel-1 slices all kept
-    assert s2_datatake(name.format(may, "ULU")) == s2_datatake(name.format(may, "UMU")) != s2_datatake(name.format(june, "ULU"))
+    assert (
+        s2_datatake(name.format(may, "ULU"))
+        == s2_datatake(name.format(may, "UMU"))
+        != s2_datatake(name.format(june, "ULU"))
+    )
 
 
 def test_h5_matches_the_real_sample_format(built):
@@ -181,7 +193,8 @@ def test_tree_layout_labels_and_splits(built, world):
 def test_manifest_collection_items_and_statistics(built):
     out, report = built
     collection = json.loads((out / "stac" / "collection.json").read_text())
-    items = [json.loads((out / "stac" / l["href"]).read_text()) for l in collection["links"] if l["rel"] == "item"]
+    items = [json.loads((out / "stac" / link["href"]).read_text()) for link in collection["links"]
+             if link["rel"] == "item"]
     assert len(items) == 8
     for item in items:
         for asset in item["assets"].values():
@@ -272,8 +285,8 @@ def test_injected_faults_are_retried_isolated_or_refused(built, world, truth, tm
     import shapely
     from shapely.geometry import box, mapping
 
-    from omnisat_data.serve.assets import AssetServer
-    from omnisat_data.serve.world import rewrite_items
+    from omnisat_data.sim.serve.assets import AssetServer
+    from omnisat_data.sim.serve.world import rewrite_items
 
     source = read_treesatai(world / "sources" / "treesatai")
     sheet = {name: t["sheet"] for name, t in truth["treesatai_tiles"].items()}
@@ -288,7 +301,9 @@ def test_injected_faults_are_retried_isolated_or_refused(built, world, truth, tm
         with h5py.File(next((built[0] / "sentinel").glob("*.h5")), "r") as f:
             used = f["sen-2-products"][0].decode()  # a scene over the tiles
         s2 = next(i for i in items if i["properties"].get("s2:product_uri") == used + ".SAFE")
-        s1 = next(i for i in items if i["collection"] == "sentinel-1-rtc" and i["properties"]["datetime"].startswith("2022"))
+        s1 = next(
+            i for i in items if i["collection"] == "sentinel-1-rtc" and i["properties"]["datetime"].startswith("2022")
+        )
         # 1. an asset answering HTTP 500 three times: retried, its date still written
         flaky = f"data/sentinel-2-l2a/{s2['id']}/B04.tif"
         assets.faults.fail(flaky, 3)
@@ -298,7 +313,10 @@ def test_injected_faults_are_retried_isolated_or_refused(built, world, truth, tm
         corrupt = json.loads(json.dumps(s1))
         corrupt["id"] = s1["id"][:-4] + "FFFF"
         to_wgs84 = Transformer.from_crs(hit[0].vhr.crs, "EPSG:4326", always_xy=True).transform
-        area = box(*np.array([t.vhr.bounds for t in hit]).min(axis=0)[:2], *np.array([t.vhr.bounds for t in hit]).max(axis=0)[2:])
+        area = box(
+            *np.array([t.vhr.bounds for t in hit]).min(axis=0)[:2],
+            *np.array([t.vhr.bounds for t in hit]).max(axis=0)[2:],
+        )
         corrupt["geometry"] = mapping(shapely.transform(area, lambda x, y: to_wgs84(x, y), interleaved=False))
         for pol in ("vv", "vh"):
             (extra_root / f"{pol}.tif").write_bytes((world / f"data/sentinel-1-rtc/{s1['id']}/{pol}.tif").read_bytes())
@@ -347,10 +365,34 @@ def test_cli_errors_are_one_line(world, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('format = "treesatai-ts"\n[s2]\ncollection = "x"\n')
     cases = [
-        (["--source", str(tmp_path / "nope"), "--recipe", str(ROOT / "recipes" / "demo.toml"), "--out", str(tmp_path / "o")], "nope"),
-        (["--source", str(world / "sources" / "treesatai"), "--recipe", str(bad), "--out", str(tmp_path / "o")], "[s1] missing"),
-        (["--source", str(world / "sources" / "treesatai"), "--recipe", str(ROOT / "recipes" / "demo.toml"),
-          "--out", str(tmp_path / "o"), "--limit", "0"], "--limit"),
+        (
+            [
+                "--source",
+                str(tmp_path / "nope"),
+                "--recipe",
+                str(ROOT / "recipes" / "demo.toml"),
+                "--out",
+                str(tmp_path / "o"),
+            ],
+            "nope",
+        ),
+        (
+            ["--source", str(world / "sources" / "treesatai"), "--recipe", str(bad), "--out", str(tmp_path / "o")],
+            "[s1] missing",
+        ),
+        (
+            [
+                "--source",
+                str(world / "sources" / "treesatai"),
+                "--recipe",
+                str(ROOT / "recipes" / "demo.toml"),
+                "--out",
+                str(tmp_path / "o"),
+                "--limit",
+                "0",
+            ],
+            "--limit",
+        ),
     ]
     for args, needle in cases:
         r = subprocess.run(base + args, capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -380,9 +422,27 @@ def test_dask_cluster_build_equals_local_build(built, world, tmp_path):
 
 
 def test_unreachable_scheduler_is_one_line(world, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "cli.data", "build", "treesatai", "--source", str(world / "sources" / "treesatai"),
-                        "--recipe", str(ROOT / "recipes" / "demo.toml"), "--out", str(tmp_path / "o"),
-                        "--scheduler", "tcp://127.0.0.1:9"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.data",
+            "build",
+            "treesatai",
+            "--source",
+            str(world / "sources" / "treesatai"),
+            "--recipe",
+            str(ROOT / "recipes" / "demo.toml"),
+            "--out",
+            str(tmp_path / "o"),
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert r.returncode == 2 and "tcp://127.0.0.1:9" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
@@ -436,7 +496,9 @@ def test_clean_up_removes_only_our_own_leftovers(built, world, tmp_path):
     (out / "sentinel" / ".x.h5.omnisat-123.tmp").write_text("a killed build's")
     build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe_for(str(world / "stac" / "items.ndjson")), out,
                                 workers=0))
-    assert (out / ".notes.tmp").read_text() == "a user's file" and not (out / "sentinel" / ".x.h5.omnisat-123.tmp").exists()
+    assert (out / ".notes.tmp").read_text() == "a user's file" and not (
+        out / "sentinel" / ".x.h5.omnisat-123.tmp"
+    ).exists()
 
 
 def test_an_empty_series_fails_the_tile_and_a_corrected_recipe_rebuilds(world, tmp_path):
@@ -461,7 +523,7 @@ def test_an_empty_series_fails_the_tile_and_a_corrected_recipe_rebuilds(world, t
 
 
 def test_verify_without_a_single_estimate_does_not_pass():
-    from omnisat_data.verify_treesatai import TileCheck, summarise
+    from omnisat_data.verify.treesatai_ts import TileCheck, summarise
 
     report = summarise([TileCheck(name="t")], 0.5, 0.2)
     assert report["summary"]["problems"] == 0 and not report["summary"]["passed"]
@@ -474,8 +536,8 @@ def test_a_stalled_connection_is_bounded_by_the_recipe_timeout(built, world, tmp
     timeout (with retries), the tiles that scene covers fail naming the item, the build ends."""
     import dataclasses
 
-    from omnisat_data.serve.assets import AssetServer
-    from omnisat_data.serve.world import rewrite_items
+    from omnisat_data.sim.serve.assets import AssetServer
+    from omnisat_data.sim.serve.world import rewrite_items
 
     with AssetServer(world) as assets:
         items_file = rewrite_items(world / "stac" / "items.ndjson", assets.url, tmp_path / "items.ndjson")
@@ -494,13 +556,15 @@ def test_a_stalled_connection_is_bounded_by_the_recipe_timeout(built, world, tmp
 def test_a_twice_listed_item_and_a_signed_href_leave_no_trace(built, world, tmp_path):
     """An item listed twice is used once; a signed href (its token in the query) that fails to read
     fails its tiles with a reason that keeps the URL but not the token, in the report and on screen."""
-    from omnisat_data.serve.assets import AssetServer
-    from omnisat_data.serve.world import rewrite_items
+    from omnisat_data.sim.serve.assets import AssetServer
+    from omnisat_data.sim.serve.world import rewrite_items
 
     with AssetServer(world) as assets:
         items_file = rewrite_items(world / "stac" / "items.ndjson", assets.url, tmp_path / "items.ndjson")
         items = [json.loads(line) for line in items_file.read_text().splitlines()]
-        s1 = next(i for i in items if i["collection"] == "sentinel-1-rtc" and i["properties"]["datetime"].startswith("2022"))
+        s1 = next(
+            i for i in items if i["collection"] == "sentinel-1-rtc" and i["properties"]["datetime"].startswith("2022")
+        )
         broken = json.loads(json.dumps(s1))
         broken["id"] = s1["id"][:-4] + "EEEE"
         broken["properties"].pop("s1:product_identifier", None)
@@ -515,7 +579,9 @@ def test_a_twice_listed_item_and_a_signed_href_leave_no_trace(built, world, tmp_
     assert broken["id"] in report and "127.0.0.1:9/v" in report
     for h5 in (out / "sentinel").glob("*.h5"):
         with h5py.File(h5, "r") as f:
-            products = [p.decode() for p in f["sen-1-des-products"][()]] + [p.decode() for p in f["sen-1-asc-products"][()]]
+            products = [p.decode() for p in f["sen-1-des-products"][()]] + [
+                p.decode() for p in f["sen-1-asc-products"][()]
+            ]
             assert len(products) == len(set(products))  # the twice-listed item once
 
 

@@ -10,9 +10,10 @@ import rasterio
 from pystac_client import Client
 from shapely.geometry import box
 
-from omnisat_data.catalog.search import ApiCatalog, CatalogError, EmbeddedCatalog, Search, read_items
-from omnisat_data.serve.assets import AssetServer, gdal_http_env
-from omnisat_data.world.stac import footprint_lonlat, s2_valid_polygon
+from omnisat_data.sim.serve.assets import AssetServer
+from omnisat_data.sim.world.stac import footprint_lonlat, s2_valid_polygon
+from omnisat_data.stac.gdal import gdal_http_env
+from omnisat_data.stac.search import ApiCatalog, CatalogError, EmbeddedCatalog, Search, read_items
 
 BBOX = (7.62, 48.57, 7.66, 48.60)
 
@@ -22,7 +23,11 @@ def _expected_s2(plan, truth, bbox, start, end, max_cloud):
     out = set()
     for s in plan.s2:
         fp = footprint_lonlat(s.grid, s2_valid_polygon(s, plan.cfg.aoi_top))
-        if fp.intersects(box(*bbox)) and start <= s.datetime <= end and truth["s2"][s.item_id]["cloud_cover"] < max_cloud:
+        if (
+            fp.intersects(box(*bbox))
+            and start <= s.datetime <= end
+            and truth["s2"][s.item_id]["cloud_cover"] < max_cloud
+        ):
             out.add(s.item_id)
     return out
 
@@ -41,14 +46,32 @@ def test_pystac_client_through_pgstac_returns_exactly_the_expected_items(servers
 
 
 QUERIES = [
-    Search(collections=("sentinel-2-l2a",), bbox=BBOX, datetime="2022-03-01/2022-10-31",
-           filter={"op": "<", "args": [{"property": "eo:cloud_cover"}, 40]}, page_size=3),
-    Search(collections=("sentinel-2-l2a",), datetime="2018-09-01/2019-03-31",
-           filter={"op": "and", "args": [{"op": "=", "args": [{"property": "s2:mgrs_tile"}, "32ULU"]},
-                                         {"op": ">=", "args": [{"property": "eo:cloud_cover"}, 10]}]},
-           sortby=("-properties.eo:cloud_cover", "+id")),
-    Search(collections=("sentinel-1-rtc",), bbox=BBOX, datetime="2022-01-01/2022-12-31",
-           filter={"op": "=", "args": [{"property": "sat:orbit_state"}, "descending"]}, sortby=("+properties.datetime", "+id")),
+    Search(
+        collections=("sentinel-2-l2a",),
+        bbox=BBOX,
+        datetime="2022-03-01/2022-10-31",
+        filter={"op": "<", "args": [{"property": "eo:cloud_cover"}, 40]},
+        page_size=3,
+    ),
+    Search(
+        collections=("sentinel-2-l2a",),
+        datetime="2018-09-01/2019-03-31",
+        filter={
+            "op": "and",
+            "args": [
+                {"op": "=", "args": [{"property": "s2:mgrs_tile"}, "32ULU"]},
+                {"op": ">=", "args": [{"property": "eo:cloud_cover"}, 10]},
+            ],
+        },
+        sortby=("-properties.eo:cloud_cover", "+id"),
+    ),
+    Search(
+        collections=("sentinel-1-rtc",),
+        bbox=BBOX,
+        datetime="2022-01-01/2022-12-31",
+        filter={"op": "=", "args": [{"property": "sat:orbit_state"}, "descending"]},
+        sortby=("+properties.datetime", "+id"),
+    ),
     Search(collections=("aerial-cir-20cm", "spot-rgb-1m")),
 ]
 
@@ -132,8 +155,9 @@ def test_an_item_file_is_read_once_per_build_not_per_group(world, monkeypatch, t
     import dataclasses
 
     from conftest import recipe_for
-    from omnisat_data.build_treesatai import BuildConfig, dry_run
-    from omnisat_data.catalog import search
+
+    from omnisat_data.build.treesatai_ts import BuildConfig, dry_run
+    from omnisat_data.stac import search
 
     reads = []
     real = search.read_items
@@ -145,7 +169,7 @@ def test_an_item_file_is_read_once_per_build_not_per_group(world, monkeypatch, t
 
 
 def test_a_bad_item_file_is_named_to_the_line(world, tmp_path):
-    from omnisat_data.catalog.search import CatalogError, EmbeddedCatalog, Search
+    from omnisat_data.stac.search import CatalogError, EmbeddedCatalog, Search
 
     lines = (world / "stac" / "items.ndjson").read_text().splitlines()
     cases = {"truncated": (lines[:10] + ['{"type": "Feature", "id": "x"'] + lines[10:], "line 11 is not JSON"),

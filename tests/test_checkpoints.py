@@ -87,7 +87,9 @@ def test_trainer_checkpoints_convert_to_the_reference_layout(built, reference, t
         state = converted["state_dict"] if lightning else converted
         plain = {k.removeprefix("model."): v for k, v in state.items()} if lightning else state
         # exactly the reference's parameter names and shapes
-        assert {k: tuple(v.shape) for k, v in plain.items()} == {k: tuple(v.shape) for k, v in reference["state"].items()}
+        assert {k: tuple(v.shape) for k, v in plain.items()} == {
+            k: tuple(v.shape) for k, v in reference["state"].items()
+        }
         # and our trained weights under them
         ours = torch.load(run / "last.pt", weights_only=True)["state_dict"]
         _, back = from_reference(state)

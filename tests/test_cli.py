@@ -8,10 +8,20 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = [["--help"], ["world", "--help"], ["world", "make", "--help"], ["stac", "--help"],
-            ["stac", "serve", "--help"], ["stac", "search", "--help"], ["demo", "--help"],
-            ["build", "--help"], ["build", "treesatai", "--help"], ["build", "pastis-r", "--help"], ["build", "grid", "--help"],
-            ["verify-alignment", "--help"]]
+COMMANDS = [
+    ["--help"],
+    ["world", "--help"],
+    ["world", "make", "--help"],
+    ["stac", "--help"],
+    ["stac", "serve", "--help"],
+    ["stac", "search", "--help"],
+    ["demo", "--help"],
+    ["build", "--help"],
+    ["build", "treesatai", "--help"],
+    ["build", "pastis-r", "--help"],
+    ["build", "grid", "--help"],
+    ["verify-alignment", "--help"],
+]
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a))
@@ -103,7 +113,7 @@ def test_cuda_without_a_gpu_is_refused(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    from omnisat_model.train import TrainConfig, TrainError, setup
+    from omnisat_train.train import TrainConfig, TrainError, setup
 
     with pytest.raises(TrainError, match="sees no GPU"):
         setup(TrainConfig(task="pretrain", data=tmp_path, out=tmp_path / "r", modalities=("s2", "s1-asc"),
@@ -114,13 +124,28 @@ def test_mixed_name_and_id_properties_name_every_tile(tmp_path):
     """pandas fills a missing property with NaN: a feature with only an `id` must not be named "nan"."""
     import json
 
-    from omnisat_data.own_grid import tiles_from_file
+    from omnisat_data.build.own_tiles import tiles_from_file
 
     def square(x, y):
         return [[x, y], [x + 60, y], [x + 60, y - 60], [x, y - 60], [x, y]]
-    features = [{"type": "Feature", "properties": {"name": "first"}, "geometry": {"type": "Polygon", "coordinates": [square(500000, 5400000)]}},
-                {"type": "Feature", "properties": {"id": "second"}, "geometry": {"type": "Polygon", "coordinates": [square(500200, 5400000)]}},
-                {"type": "Feature", "properties": {"other": 1}, "geometry": {"type": "Polygon", "coordinates": [square(500400, 5400000)]}}]
+
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"name": "first"},
+            "geometry": {"type": "Polygon", "coordinates": [square(500000, 5400000)]},
+        },
+        {
+            "type": "Feature",
+            "properties": {"id": "second"},
+            "geometry": {"type": "Polygon", "coordinates": [square(500200, 5400000)]},
+        },
+        {
+            "type": "Feature",
+            "properties": {"other": 1},
+            "geometry": {"type": "Polygon", "coordinates": [square(500400, 5400000)]},
+        },
+    ]
     path = tmp_path / "t.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features,
                                 "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32632"}}}))
@@ -129,7 +154,7 @@ def test_mixed_name_and_id_properties_name_every_tile(tmp_path):
 
 
 def test_a_symlinked_source_file_is_copied_not_linked(tmp_path):
-    from omnisat_data.atomic import place_copy
+    from omnisat_data.io.atomic import place_copy
 
     outside = tmp_path / "elsewhere.tif"
     outside.write_bytes(b"pixels")

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from omnisat_model.data_treesatai import GENERA, read_split
+from omnisat_data.formats.treesatai_ts import GENERA
+from omnisat_train.data.treesatai_ts import read_split
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""The fault campaign (benchmarks/fault_campaign.py), a few trials of each kind on the tiny world (kills twice, HTTP faults once):
+"""The fault campaign (benchmarks/fault_campaign.py), a few trials of each kind on the tiny world (kills
+twice, the other kinds once):
 builds and training runs killed at random moments (SIGKILL and SIGINT) resume to the uninterrupted run's
 files and weights; HTTP 503s are retried into the same files; a truncated or stalled asset fails only
 the tiles it covers, naming the item; a full disk stops the build in one line and the rerun resumes; a

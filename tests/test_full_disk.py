@@ -65,7 +65,9 @@ def test_a_full_disk_stops_training_in_one_line_and_resume_goes_on(built, small_
                "--epochs", "1"]
     r = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 2, r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1 and "no space left on device writing " + str(out) in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "no space left on device writing " + str(out) in r.stderr, (
+        r.stderr
+    )
     assert "--resume" in r.stderr and temporaries(small_disk) == []
     grow(small_disk)
     r = subprocess.run(command + ["--resume"], capture_output=True, text=True, cwd=ROOT, timeout=600)

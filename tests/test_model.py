@@ -9,11 +9,20 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from model_helpers import random_batch, tiny_config
+
 from omnisat_model import rpe
-from omnisat_model.checkpoint import (CheckpointError, build_model, from_reference, load_model, load_reference,
-                                      load_strict, model_kind, save_model, to_reference)
+from omnisat_model.checkpoint import (
+    CheckpointError,
+    build_model,
+    from_reference,
+    load_model,
+    load_reference,
+    load_strict,
+    model_kind,
+    save_model,
+    to_reference,
+)
 from omnisat_model.config import preset
 from omnisat_model.decoders import select_dates
 from omnisat_model.masking import mask_from_noise

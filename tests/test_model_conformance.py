@@ -1,8 +1,8 @@
 """Our model reproduces the reference OmniSat code: every vector file in tests/data/conformance/.
 
-Each file holds inputs, reference weights (reference names, loaded through our converter), the
-injected mask noise and the reference outputs (see tests/data/README.md). Tolerance:
-max |ours - ref| / max |ref| <= 1e-5 per tensor (the VHR reconstruction: see replay_pretraining); masks and selected dates identical. Every file
+Each file holds inputs, reference weights (reference names, loaded through our converter), the injected mask
+noise and the reference outputs (see tests/data/README.md). Tolerance: max |ours - ref| / max |ref| <= 1e-5
+per tensor (the VHR reconstruction: see replay_pretraining); masks and selected dates identical. Every file
 in the folder is picked up; a section this test does not know fails loudly instead of being skipped.
 """
 
@@ -69,7 +69,9 @@ def replay_pretraining(vectors: dict, fused: bool) -> tuple[dict[str, float], li
             continue
         check(errors, f"attention_{name}", out.embedded.attention[name], outputs[f"attention_{name}"])
         features, attention = act
-        check(errors, f"enc.projector_{name}[0]", out.embedded.raw[name].transpose(1, 2).reshape(features.shape), features)
+        check(
+            errors, f"enc.projector_{name}[0]", out.embedded.raw[name].transpose(1, 2).reshape(features.shape), features
+        )
         check(errors, f"enc.projector_{name}[1]", out.embedded.attention[name], attention)
         predictions, rows = outputs[f"reconstruct_{name}"]
         selected = out.selected[name].nonzero().to(rows.dtype)

@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 import torch
+from model_helpers import random_batch, tiny_config
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from model_helpers import random_batch, tiny_config
 from omnisat_model.losses import contrastive_loss, contrastive_loss_blockwise
 from omnisat_model.model import OmniSatPretraining
 
@@ -37,7 +37,9 @@ def test_fused_attention_equals_plain_attention_forward_and_backward():
 @pytest.mark.parametrize("modalities, batch, block", [(3, 4, 50), (2, 5, 7), (3, 2, 4096)])
 def test_blockwise_contrastive_equals_plain(modalities, batch, block):
     g = torch.Generator().manual_seed(modalities * 10 + batch)
-    tokens = [torch.randn(batch, 36, 32, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(modalities)]
+    tokens = [
+        torch.randn(batch, 36, 32, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(modalities)
+    ]
     plain = contrastive_loss(tokens)
     plain_grads = torch.autograd.grad(plain, tokens)
     streamed = contrastive_loss_blockwise(tokens, block=block)

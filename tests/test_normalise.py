@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from omnisat_data.normalise import ItemError, canonical_assets, orbit_direction, s2_offset_dn
+from omnisat_data.stac.items import ItemError, canonical_assets, orbit_direction, s2_offset_dn
 
 PC_ID = "S2B_MSIL2A_20220611T103629_R008_T32ULU_20220611T180000"
 

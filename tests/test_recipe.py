@@ -38,19 +38,32 @@ resolution = 10
 """
 
 
-@pytest.mark.parametrize("change, message", [
-    (('resolution = 10\n[s1]', 'resolution = -1\n[s1]'), r"\[s2\]\.resolution: expected a positive number"),
-    (('assets = ["vv", "vh"]', 'assets = ["vv", "vv"]'), r"\[s1\]\.assets: repeated"),
-    (('collection = "sentinel-2-l2a"', 'collection = "sentinel-2-l2a"\nresampling = "lanczos"'),
-     r"\[s2\]\.resampling: 'lanczos' is not one of"),
-    (('collection = "sentinel-1-rtc"', 'collection = "sentinel-1-rtc"\nbands = 3'), r"\[s1\]\.bands: unknown field"),
-    (('format = "treesatai-ts"', 'format = "flair"'), r"format: 'flair' is not one of"),
-    (('collection = "sentinel-2-l2a"\n', ''), r"\[s2\]\.collection: missing"),
-    (('collection = "sentinel-2-l2a"', 'collection = "sentinel-2-l2a"\nmasks = ["CLD"]'), r"\[s2\]\.masks: expected the snow"),
-    (('format = "treesatai-ts"', 'format = "treesatai-ts"\nfirst_year = "2017"'), r"first_year: expected a year"),
-    (('collection = "sentinel-1-rtc"', 'collection = "sentinel-1-rtc"\nheader_bytes = 512'),
-     r"\[s1\]\.header_bytes: expected a whole number of bytes >= 1024"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("resolution = 10\n[s1]", "resolution = -1\n[s1]"), r"\[s2\]\.resolution: expected a positive number"),
+        (('assets = ["vv", "vh"]', 'assets = ["vv", "vv"]'), r"\[s1\]\.assets: repeated"),
+        (
+            ('collection = "sentinel-2-l2a"', 'collection = "sentinel-2-l2a"\nresampling = "lanczos"'),
+            r"\[s2\]\.resampling: 'lanczos' is not one of",
+        ),
+        (
+            ('collection = "sentinel-1-rtc"', 'collection = "sentinel-1-rtc"\nbands = 3'),
+            r"\[s1\]\.bands: unknown field",
+        ),
+        (('format = "treesatai-ts"', 'format = "flair"'), r"format: 'flair' is not one of"),
+        (('collection = "sentinel-2-l2a"\n', ""), r"\[s2\]\.collection: missing"),
+        (
+            ('collection = "sentinel-2-l2a"', 'collection = "sentinel-2-l2a"\nmasks = ["CLD"]'),
+            r"\[s2\]\.masks: expected the snow",
+        ),
+        (('format = "treesatai-ts"', 'format = "treesatai-ts"\nfirst_year = "2017"'), r"first_year: expected a year"),
+        (
+            ('collection = "sentinel-1-rtc"', 'collection = "sentinel-1-rtc"\nheader_bytes = 512'),
+            r"\[s1\]\.header_bytes: expected a whole number of bytes >= 1024",
+        ),
+    ],
+)
 def test_wrong_fields_are_named(tmp_path, change, message):
     path = tmp_path / "bad.toml"
     path.write_text(BASE.replace(*change, 1))
@@ -69,7 +82,7 @@ def test_unreadable_recipes(tmp_path):
 
 def test_recipe_and_config_files_that_are_not_files_or_not_text_are_one_line(tmp_path):
     from omnisat_data.recipe import RecipeError, load_recipe
-    from omnisat_model.train import TrainError, load_config
+    from omnisat_train.train import TrainError, load_config
 
     latin1 = tmp_path / "latin1.toml"
     latin1.write_bytes("# r\xe9glage\n".encode("latin-1"))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from omnisat_data.grid import Grid
-from omnisat_data.resample import Window, bilinear, centres_in, fractional_pixels, nearest, support
-from omnisat_data.scene_read import plan_reads
+from omnisat_data.build.sentinel import plan_reads
+from omnisat_data.geo.grid import Grid
+from omnisat_data.geo.resample import Window, bilinear, centres_in, fractional_pixels, nearest, support
 
 
 def test_bilinear_is_exact_on_centres_and_linear_between():

@@ -13,8 +13,8 @@ import urllib.request
 
 import pytest
 
-from omnisat_data.serve.assets import AssetServer, PortInUse, port_is_free
-from omnisat_data.serve.pgstac import PgStacServer, ServerError, find_pg_bin
+from omnisat_data.sim.serve.assets import AssetServer, PortInUse, port_is_free
+from omnisat_data.sim.serve.pgstac import PgStacServer, ServerError, find_pg_bin
 
 
 def _cli(*args, **kw):
@@ -67,7 +67,7 @@ def test_missing_world_is_one_clear_line(tmp_path):
 
 
 def test_stac_serve_command_serves_and_stops_cleanly(world):
-    from omnisat_data.serve.assets import free_port
+    from omnisat_data.sim.serve.assets import free_port
 
     port = str(free_port())
     proc = subprocess.Popen([sys.executable, "-m", "cli.data", "stac", "serve", str(world), "--db-port", port],
@@ -83,7 +83,9 @@ def test_stac_serve_command_serves_and_stops_cleanly(world):
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not (port_is_free("127.0.0.1", api_port) and port_is_free("127.0.0.1", asset_port)):
+    while time.monotonic() < deadline and not (
+        port_is_free("127.0.0.1", api_port) and port_is_free("127.0.0.1", asset_port)
+    ):
         time.sleep(0.2)
     assert port_is_free("127.0.0.1", api_port) and port_is_free("127.0.0.1", asset_port)
     leftover = subprocess.run(["pgrep", "-f", f"--port {api_port}"], capture_output=True, text=True).stdout.split()
@@ -96,7 +98,7 @@ def test_failed_start_leaves_nothing_behind(world, tmp_path):
     bad.write_text('{"type": "Feature", "id": "x", "collection": "no-such-collection"}\n')
     collections = sorted((world / "stac" / "collections").glob("*.json"))
     server = PgStacServer(collections, [bad])
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (pypgstac raises its own error for an unknown collection)
         server.start()
     assert not server.workdir.exists()
     assert port_is_free("127.0.0.1", server.db_port)
@@ -117,7 +119,7 @@ def test_stac_serve_leaves_nothing_behind_however_it_ends(world, how):
     import tempfile
 
     before = set(os.listdir(tempfile.gettempdir()))
-    from omnisat_data.serve.assets import free_port
+    from omnisat_data.sim.serve.assets import free_port
 
     port = str(free_port())
     proc = subprocess.Popen([sys.executable, "-m", "cli.data", "stac", "serve", str(world), "--db-port", port],
@@ -154,7 +156,7 @@ def test_asset_server_memory_stays_flat_under_concurrent_whole_file_reads(tmp_pa
     from concurrent.futures import ThreadPoolExecutor
 
     (tmp_path / "big.bin").write_bytes(os.urandom(24 << 20))
-    code = ("import sys, time; from omnisat_data.serve.assets import AssetServer\n"
+    code = ("import sys, time; from omnisat_data.sim.serve.assets import AssetServer\n"
             f"s = AssetServer({str(tmp_path)!r}).__enter__(); print(s.url, flush=True); time.sleep(120)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -183,7 +185,7 @@ def test_asset_server_memory_stays_flat_under_concurrent_whole_file_reads(tmp_pa
 
 
 def test_missing_server_extras_are_named_before_anything_starts(monkeypatch):
-    import omnisat_data.serve.pgstac as pgstac
+    import omnisat_data.sim.serve.pgstac as pgstac
 
     monkeypatch.setattr(pgstac, "_importable", lambda module: module != "pypgstac")
     with pytest.raises(ServerError, match=r"pypgstac: pip install"):

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from omnisat_model.data_treesatai import GENERA, TreeSatTS, collate, day_of_year
-from omnisat_model.metrics import counts, f1_scores
-from omnisat_model.train import TrainConfig, train
+from omnisat_data.formats.treesatai_ts import GENERA
+from omnisat_data.stac.products import day_of_year
+from omnisat_train.data.treesatai_ts import TreeSatTS, collate
+from omnisat_train.metrics import counts, f1_scores
+from omnisat_train.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +95,7 @@ def test_resume_continues_exactly_and_finetune_starts_from_pretraining(built, tm
     test = json.loads((tmp_path / "ft" / "test.json").read_text())
     assert test == ft["test"] and 0.0 <= test["f1_macro"] <= 1.0 and len(test["f1_per_class"]) == 15
     # evaluate and embed rebuild the model from the checkpoint alone
-    from omnisat_model.evaluate import embed, evaluate
+    from omnisat_train.evaluate import embed, evaluate
 
     again = evaluate(tmp_path / "ft" / "best.pt", "test")
     assert again["f1_per_class"] == test["f1_per_class"] and again["loss"] == pytest.approx(test["loss"], rel=1e-5)
@@ -144,13 +146,18 @@ def test_bad_input_stops_with_one_line(built, tmp_path):
     doc = json.loads(labels.read_text())
     doc.pop(sorted(doc)[0])
     labels.write_text(json.dumps(doc))
-    r = subprocess.run(base + ["pretrain", "--data", str(broken), "--out", str(tmp_path / "o5"), "--modalities", "s2,s1-asc"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        base + ["pretrain", "--data", str(broken), "--out", str(tmp_path / "o5"), "--modalities", "s2,s1-asc"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert r.returncode == 2 and "no labels for" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_label_subset_keeps_every_genus_near_the_fraction():
-    from omnisat_model.data_treesatai import label_subset
+    from omnisat_train.data.treesatai_ts import label_subset
 
     rng = np.random.default_rng(3)
     labels = (rng.random((1000, 15)) < np.linspace(0.02, 0.5, 15)).astype(np.float32)
@@ -185,14 +192,16 @@ def test_non_finite_loss_stops_the_run(built, tmp_path):
             d = f["sen-2-data"][()]
             d[...] = 3e38  # overflows to inf inside the network
             f["sen-2-data"][...] = d
-    with pytest.raises(FloatingPointError, match="non-finite train loss at epoch 0 step 0; the run stops before any checkpoint"):
+    with pytest.raises(
+        FloatingPointError, match="non-finite train loss at epoch 0 step 0; the run stops before any checkpoint"
+    ):
         train(_cfg(broken, tmp_path / "run", task="finetune", modalities=("s2",), epochs=1))
 
 
 def test_pastis_hd_samples_and_a_training_epoch(world, tmp_path):
-    from omnisat_data.build_pastis import PastisConfig, build_pastis
+    from omnisat_data.build.pastis_hd import PastisConfig, build_pastis
     from omnisat_data.recipe import load_recipe
-    from omnisat_model.data_pastis import CLASSES, PastisHD, days_since_reference, presence
+    from omnisat_train.data.pastis_hd import CLASSES, PastisHD, days_since_reference, presence
 
     out = tmp_path / "PASTIS-R"
     recipe = load_recipe(ROOT / "recipes" / "pastis-hd-demo.toml").with_catalog(str(world / "stac" / "items.ndjson"))
@@ -203,14 +212,18 @@ def test_pastis_hd_samples_and_a_training_epoch(world, tmp_path):
     s = ds[0]
     target = np.load(out / "ANNOTATIONS" / f"TARGET_{meta['ID_PATCH']}.npy")[0]
     assert torch.equal(s["label"], torch.from_numpy(presence(target))) and s["label"].shape == (len(CLASSES),)
-    assert s["aerial"].shape == (3, 1280, 1280) and s["s2"].shape[1:] == (10, 128, 128) and s["s1-asc"].shape[1:] == (3, 128, 128)
+    assert (
+        s["aerial"].shape == (3, 1280, 1280)
+        and s["s2"].shape[1:] == (10, 128, 128)
+        and s["s1-asc"].shape[1:] == (3, 128, 128)
+    )
     assert s["s2_dates"][0] == days_since_reference(list(meta["dates-S2"].values())[0]) >= 0
     assert presence(np.array([[0, 19], [1, 18]])).tolist() == [1.0] + [0.0] * 16 + [1.0]
     result = train(TrainConfig(task="finetune", data=out, out=tmp_path / "run", model="pastis-hd-small",
                                modalities=("s2", "s1-asc"), batch_size=1, epochs=1, max_dates=4, device="cpu",
                                folds=one_fold))
     assert len(result["test"]["f1_per_class"]) == 18 and result["history"][0]["train"]["samples"] == 1
-    from omnisat_model.evaluate import evaluate
+    from omnisat_train.evaluate import evaluate
 
     again = evaluate(tmp_path / "run" / "best.pt", "test")
     assert again["classes"] == list(CLASSES) and again["f1_per_class"] == result["test"]["f1_per_class"]
@@ -232,14 +245,14 @@ def test_normalize_standardises_series_with_the_manifest_statistics(built, tmp_p
     assert np.abs(s2.mean(axis=(0, 2, 3))).max() < 1.0 and 0.2 < s2.std(axis=(0, 2, 3)).min()
     bare = tmp_path / "bare"
     shutil.copytree(out, bare, ignore=shutil.ignore_patterns("stac"))
-    from omnisat_model.data_treesatai import DataError
+    from omnisat_train.data.common import DataError
 
     with pytest.raises(DataError, match=r"stac/collection.json: not found; normalize needs"):
         TreeSatTS(bare, "test", ("s2",), normalize=True)
 
 
 def test_pastis_normalize_averages_the_training_folds(tmp_path):
-    from omnisat_model.data_pastis import DataError, norm_statistics
+    from omnisat_train.data.pastis_hd import DataError, norm_statistics
 
     table = {f"Fold_{k}": {"mean": [float(k), 10.0 * k, 0.5], "std": [1.0 * k, 2.0, 3.0]} for k in range(1, 6)}
     (tmp_path / "NORM_S1A_patch.json").write_text(json.dumps(table))
@@ -252,7 +265,7 @@ def test_pastis_normalize_averages_the_training_folds(tmp_path):
 
 
 def test_recipe_tables_per_task(tmp_path):
-    from omnisat_model.train import TrainError, load_config
+    from omnisat_train.train import TrainError, load_config
 
     recipe = tmp_path / "r.toml"
     recipe.write_text('[train]\ndata = "d"\nout = "o"\nbatch_size = 8\nepochs = 5\n\n[finetune]\nepochs = 40\n'
@@ -269,7 +282,7 @@ def test_recipe_tables_per_task(tmp_path):
 def test_persistent_workers_see_each_epoch(built):
     """Random crops and date subsets change with the epoch in DataLoader worker processes too, and equal
     what one process draws (the epoch travels in the sampler's keys, not in the workers' dataset copy)."""
-    from omnisat_model.train import EpochSampler, Runtime
+    from omnisat_train.train import EpochSampler, Runtime
 
     def epochs(workers: int) -> list[dict]:
         ds = TreeSatTS(built[0], "train", ("aerial", "s2"), train=True, max_dates=3, seed=5)
@@ -296,7 +309,7 @@ def test_persistent_workers_see_each_epoch(built):
 def test_unlabelled_tiles_are_pretraining_samples_only(tmp_path):
     """An own-area build without labels marks each tile [["unlabelled", 1.0]]: pretraining reads it,
     fine-tuning does not (and tiles whose genera are all under the threshold stay out, as in the reference)."""
-    from omnisat_model.data_treesatai import read_split
+    from omnisat_train.data.treesatai_ts import read_split
 
     (tmp_path / "labels").mkdir()
     labels = {"a.tif": [["unlabelled", 1.0]], "b.tif": [["Picea", 0.9]], "c.tif": [["Picea", 0.05]]}
@@ -334,7 +347,7 @@ def test_a_run_folder_is_resumed_or_refused_never_overwritten(built, tmp_path):
 def test_a_kill_at_a_checkpoint_boundary_resumes_to_the_uninterrupted_run(built, tmp_path, monkeypatch, kill):
     """The process dies right after last.pt of an epoch that improved (before best.pt is written), or
     before metrics.jsonl follows: the resumed run's checkpoints, metrics and test equal a run never killed."""
-    import omnisat_model.train as trainer
+    import omnisat_train.train as trainer
 
     whole = train(_ft(built[0], tmp_path / "whole"))
     target = max(h["epoch"] for h in whole["history"] if h["val"]["f1_macro"] == whole["best"]["f1_macro"])
@@ -368,7 +381,9 @@ def test_a_kill_at_a_checkpoint_boundary_resumes_to_the_uninterrupted_run(built,
     for name in ("last.pt", "best.pt"):
         a = torch.load(tmp_path / "whole" / name, weights_only=True)
         b = torch.load(tmp_path / "killed" / name, weights_only=True)
-        assert a["epoch"] == b["epoch"] and all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+        assert a["epoch"] == b["epoch"] and all(
+            torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"]
+        )
     lines = [json.loads(x) for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [h["epoch"] for h in whole["history"]]
 

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from omnisat_data.grid import Grid
-from omnisat_data.paths import safe_component
-from omnisat_data.treesatai_tree import SourceError, read_treesatai
+from omnisat_data.formats.treesatai import SourceError, read_treesatai
+from omnisat_data.geo.grid import Grid
+from omnisat_data.io.paths import safe_component
 
 
 def test_one_tile_per_aerial_tif_with_its_grid_and_year(world, truth):

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from omnisat_data.shift import estimate_shifts, with_classes
-from omnisat_data.verify_alignment import VerifyConfig, verify
-from omnisat_data.verify_treesatai import Layout, check_tile, tile_shift
+from omnisat_data.verify.run import VerifyConfig, verify
+from omnisat_data.verify.shift import estimate_shifts, with_classes
+from omnisat_data.verify.treesatai_ts import Layout, check_tile, tile_shift
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "data" / "treesatai-ts-sample"
@@ -219,7 +219,11 @@ def test_cli_on_the_real_sample_passes_and_on_shifted_scenes_fails(built, tmp_pa
     assert sample["summary"]["tiles"] == 1 and sample["summary"]["problems"] == 0
     r = subprocess.run(base + [str(built[0]), "--report", str(tmp_path / "b.json"), "--png", str(tmp_path / "png2"),
                                "--sample", "6"], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 1 and "FAILED" in r.stdout and json.loads((tmp_path / "b.json").read_text())["summary"]["tiles"] == 6
+    assert (
+        r.returncode == 1
+        and "FAILED" in r.stdout
+        and json.loads((tmp_path / "b.json").read_text())["summary"]["tiles"] == 6
+    )
     r = subprocess.run(base + [str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2 and "nowhere" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 

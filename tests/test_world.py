@@ -10,12 +10,12 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from omnisat_data.grid import Grid
-from omnisat_data.serve.assets import gdal_http_env
-from omnisat_data.world import render
-from omnisat_data.world.config import PRESETS
-from omnisat_data.world.field import Field
-from omnisat_data.world.legend import S2_BANDS, S2_RESOLUTION
+from omnisat_data.geo.grid import Grid
+from omnisat_data.sim.world import render
+from omnisat_data.sim.world.config import PRESETS
+from omnisat_data.sim.world.field import Field
+from omnisat_data.sim.world.legend import S2_BANDS, S2_RESOLUTION
+from omnisat_data.stac.gdal import gdal_http_env
 
 
 def _items(world):
@@ -27,10 +27,14 @@ def test_every_cog_opens_as_its_item_declares(world):
     items = _items(world)
     checked = 0
     for item in items:
-        for key, asset in item["assets"].items():
+        for asset in item["assets"].values():
             path = (world / "stac" / asset["href"]).resolve()
             with rasterio.open(path) as ds:
-                assert ds.crs.to_epsg() == int(item["properties"]["proj:code"].split(":")[1]) == item["properties"]["proj:epsg"]
+                assert (
+                    ds.crs.to_epsg()
+                    == int(item["properties"]["proj:code"].split(":")[1])
+                    == item["properties"]["proj:epsg"]
+                )
                 assert list(ds.transform)[:6] == pytest.approx(asset["proj:transform"][:6], abs=1e-9)
                 assert [ds.height, ds.width] == asset["proj:shape"]
                 assert ds.profile["tiled"], f"{path} is not tiled"
@@ -76,13 +80,18 @@ def test_item_conventions(world, truth):
         assert set(items[item_id]["assets"]) == set(S2_BANDS) | {"SCL", "CLD", "SNW"}
     for item_id, t in truth["s1"].items():
         props = items[item_id]["properties"]
-        assert item_id.startswith("S1A_IW_GRDH_1SDV_") and item_id.split("_")[4][:8] == t["datetime"][:10].replace("-", "")
+        assert item_id.startswith("S1A_IW_GRDH_1SDV_") and item_id.split("_")[4][:8] == t["datetime"][:10].replace(
+            "-", ""
+        )
         assert props["sat:orbit_state"] == t["direction"]
         assert props["sar:polarizations"] == ["VV", "VH"]
 
 
 def test_sentinel1_grids_are_their_own_and_slices_exist(truth):
-    offsets = {(round(g["grid"]["transform"][2] % 10, 3), round(g["grid"]["transform"][5] % 10, 3)) for g in truth["s1"].values()}
+    offsets = {
+        (round(g["grid"]["transform"][2] % 10, 3), round(g["grid"]["transform"][5] % 10, 3))
+        for g in truth["s1"].values()
+    }
     assert all(ox != 0 and oy != 0 for ox, oy in offsets)  # never on the 10 m lattice
     assert len(offsets) > len(truth["s1"]) // 2  # each product has its own grid
     assert any(t["slice"] == 2 for t in truth["s1"].values())
@@ -116,8 +125,14 @@ def test_pixels_read_over_http_equal_the_analytic_field(world, plan, truth, serv
             _check_pixels(f"{base}/data/sentinel-2-l2a/{scene.item_id}/{band}.tif", scene, scene.band_grid(res),
                           lambda x, y: render.s2_values(field, scene, [band], x, y), w, tol=1)
         for mask in ("SCL", "CLD", "SNW"):
-            _check_pixels(f"{base}/data/sentinel-2-l2a/{scene.item_id}/{mask}.tif", scene, scene.band_grid(20),
-                          lambda x, y: render.s2_mask_values(field, scene, x, y)[mask], win, tol=1 if mask != "SCL" else 0)
+            _check_pixels(
+                f"{base}/data/sentinel-2-l2a/{scene.item_id}/{mask}.tif",
+                scene,
+                scene.band_grid(20),
+                lambda x, y: render.s2_mask_values(field, scene, x, y)[mask],
+                win,
+                tol=1 if mask != "SCL" else 0,
+            )
     s1 = next(s for s in plan.s1 if s.shift != (0.0, 0.0))
     for pol, k in (("vv", 0), ("vh", 1)):
         _check_pixels(f"{base}/data/sentinel-1-rtc/{s1.item_id}/{pol}.tif", s1, s1.grid,
@@ -198,7 +213,7 @@ def test_pastis_source_tree(world, plan):
 
 def test_earth_search_style_items(plan):
     """Earth Search asset keys, with the -1000 DN offset expressed as raster:bands offset, not pre-applied."""
-    from omnisat_data.world import stac
+    from omnisat_data.sim.world import stac
 
     for scene in (next(s for s in plan.s2 if s.offset_applied), next(s for s in plan.s2 if not s.offset_applied)):
         item = stac.s2_item(scene, 12.5, plan.cfg.aoi_top, style="earth-search").to_dict()
@@ -216,7 +231,7 @@ def test_every_treesatai_genus_has_its_own_signature():
     """The 15 forest classes differ over the year once overall brightness (the texture's gain) is divided
     out: Sentinel-2 spectra every 20 days plus log backscatter. The nearest pair is 1.58 apart; a first
     draft with Picea and Pseudotsuga at 0.85 made those two the classes the demo model confused most."""
-    from omnisat_data.world.legend import LEGEND, TREESATAI_GENERA, backscatter_at, spectra_at
+    from omnisat_data.sim.world.legend import LEGEND, TREESATAI_GENERA, backscatter_at, spectra_at
 
     forest = [i for i, c in enumerate(LEGEND) if c.region == "forest"]
     assert sorted(LEGEND[i].genus for i in forest) == sorted(TREESATAI_GENERA)

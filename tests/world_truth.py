@@ -7,8 +7,8 @@ import numpy as np
 from pyproj import Transformer
 from shapely.geometry import Polygon, box
 
-from omnisat_data.grid import Grid
-from omnisat_data.world.render import s1_values, s2_mask_values, s2_values
+from omnisat_data.geo.grid import Grid
+from omnisat_data.sim.world.render import s1_values, s2_mask_values, s2_values
 
 S2_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
 S2_RES = {"B02": 10, "B03": 10, "B04": 10, "B08": 10}  # the others are 20 m

@@ -1,0 +1,1 @@
+"""The builds: plan the searches, run the read units, write the formats."""

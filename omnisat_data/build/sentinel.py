@@ -1,0 +1,167 @@
+"""Read one acquisition for many tiles: each asset opened once, each COG block fetched once.
+
+`read_acquisition` is the build's unit of work (a pure function of its arguments apart from
+reading the assets): for one scene and the tiles it covers, it opens every asset once, works out
+which source pixels each tile needs, merges the needs of neighbouring tiles into a few windows that
+cost no extra blocks, reads those, and resamples every tile from memory (geo/resample.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+import rasterio.windows
+
+from omnisat_data.geo.grid import Grid, crs_string
+from omnisat_data.geo.resample import Window, centres_in, fractional_pixels, sample, support
+from omnisat_data.io.paths import without_queries
+from omnisat_data.stac.acquisitions import Acquisition, signed
+from omnisat_data.stac.gdal import gdal_http_env
+from omnisat_data.stac.items import ItemError
+
+# Scene classification codes that mean cloud (medium, high, thin cirrus) and snow (ESA L2A SCL).
+SCL_CLOUD = (8, 9, 10)
+SCL_SNOW = (11,)
+AMPLIFICATION_LIMIT = 1.2  # merge tile windows when the merged read costs at most 20 % more blocks
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """How to put one modality on the tile grids (from the recipe)."""
+
+    bands: tuple[str, ...]  # canonical keys of the data bands, in output order
+    resampling: str = "bilinear"
+    mask_resampling: str = "bilinear"
+    mask_source: str = "none"  # "probability": assets after `bands` are snow, cloud; "scl": one SCL asset
+    round_values: bool = False  # Sentinel-2: whole-number DN and percentages, as the released files
+    header_bytes: int = 16384  # fetched when opening each asset (recipe field of the same name)
+    timeout_s: float = 30.0  # bound of every HTTP wait (recipe field of the same name)
+
+
+def _block_rect(w: Window, block: tuple[int, int]) -> tuple[int, int, int, int]:
+    bh, bw = block
+    return w.row // bh, w.col // bw, (w.row + w.height - 1) // bh, (w.col + w.width - 1) // bw
+
+
+def _blocks(rect: tuple[int, int, int, int]) -> set[tuple[int, int]]:
+    r0, c0, r1, c1 = rect
+    return {(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
+
+
+def plan_reads(windows: list[Window | None], block: tuple[int, int]) -> list[tuple[Window, list[int]]]:
+    """Group tile windows into reads: (window to read, indices of the tiles it serves).
+
+    Tiles whose windows share COG blocks form one group; a group is read as one window when its
+    bounding box needs at most AMPLIFICATION_LIMIT times the blocks the tiles need, else tile by
+    tile (GDAL's block cache then still fetches a shared block once).
+    """
+    owner: dict[tuple[int, int], int] = {}
+    parent = list(range(len(windows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, w in enumerate(windows):
+        if w is None:
+            continue
+        for b in _blocks(_block_rect(w, block)):
+            if b in owner:
+                parent[find(i)] = find(owner[b])
+            else:
+                owner[b] = i
+    groups: dict[int, list[int]] = {}
+    for i, w in enumerate(windows):
+        if w is not None:
+            groups.setdefault(find(i), []).append(i)
+    reads = []
+    for members in groups.values():
+        merged = windows[members[0]]
+        needed: set = set()
+        for i in members:
+            merged = merged.union(windows[i])
+            needed |= _blocks(_block_rect(windows[i], block))
+        if len(_blocks(_block_rect(merged, block))) <= AMPLIFICATION_LIMIT * len(needed):
+            reads.append((merged, members))
+        else:
+            reads.extend((windows[i], [i]) for i in members)
+    return reads
+
+
+def _block_bytes(src, blocks: set[tuple[int, int]]) -> int:
+    """Compressed size of these blocks of band 1, from the TIFF's tile byte counts (0 if unknown)."""
+    total = 0
+    for r, c in blocks:
+        size = src.get_tag_item(f"BLOCK_SIZE_{c}_{r}", "TIFF", bidx=1)
+        total += int(size) if size else 0
+    return total
+
+
+def _read_asset(src, method: str, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """(n_tiles, H, W) float64 values of a one-band asset at the tiles' fractional pixel coordinates,
+    and the compressed bytes of the blocks read."""
+    shape = (src.height, src.width)
+    block = tuple(src.block_shapes[0])
+    windows = [support(c, r, method, shape) for c, r in zip(cols, rows)]
+    out = np.full(cols.shape, np.nan)
+    nodata = src.nodata
+    touched: set[tuple[int, int]] = set()
+    for window, members in plan_reads(windows, block):
+        touched |= _blocks(_block_rect(window, block))
+        data = src.read(1, window=rasterio.windows.Window(window.col, window.row, window.width, window.height))
+        data = data.astype(np.float64)
+        if nodata is not None:
+            data[data == nodata] = np.nan
+        for i in members:
+            out[i] = sample(data[None], cols[i] - window.col, rows[i] - window.row, method)[0]
+    return out, _block_bytes(src, touched)
+
+
+def read_acquisition(acq: Acquisition, grids: tuple[Grid, ...], spec: ReadSpec) -> tuple[np.ndarray, int]:
+    """(n_tiles, bands [+ 2 masks], H, W) float32 values of `acq` on each grid (NaN where no data),
+    and the compressed bytes of the COG blocks read.
+
+    Sentinel-2 bands get the acquisition's harmonisation offset; masks are (snow, cloud) in percent.
+    Raises ItemError naming the item and asset when an asset cannot be read.
+    """
+    n_masks = 0 if spec.mask_source == "none" else 2
+    out = np.full((len(grids), len(spec.bands) + n_masks) + grids[0].shape, np.nan, dtype=np.float32)
+    centres: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    nbytes = 0
+    with rasterio.Env(**gdal_http_env(spec.header_bytes, spec.timeout_s)):
+        for k, (key, href) in enumerate(acq.assets):
+            if k < len(spec.bands):
+                method = spec.resampling
+            else:
+                method = "nearest" if spec.mask_source == "scl" else spec.mask_resampling
+            try:
+                with rasterio.open(signed(href, acq.sign)) as src:
+                    crs = crs_string(src.crs) or None
+                    if crs is None:
+                        raise ValueError("no CRS")
+                    if crs not in centres:
+                        xy = [centres_in(g, crs) for g in grids]
+                        centres[crs] = (np.stack([p[0] for p in xy]), np.stack([p[1] for p in xy]))
+                    cols, rows = fractional_pixels(src.transform, *centres[crs])
+                    values, block_bytes = _read_asset(src, method, cols, rows)
+                    nbytes += block_bytes
+            except (rasterio.errors.RasterioError, ValueError, OSError) as error:
+                reason = " ".join(str(error).split())
+                # GDAL quotes the URL it opened, signed (a token in its query): the message keeps none of it
+                raise ItemError(without_queries(f"item {acq.item_id}: asset {key} ({href}): {reason}")) from None
+            if k < len(spec.bands):
+                values = values + acq.offset_dn
+                out[:, k] = np.rint(values) if spec.round_values else values
+            elif spec.mask_source == "scl":
+                snow = np.where(np.isin(values, SCL_SNOW), 100.0, 0.0)
+                cloud = np.where(np.isin(values, SCL_CLOUD), 100.0, 0.0)
+                invalid = np.isnan(values) | (values == 0)
+                out[:, -2] = np.where(invalid, np.nan, snow)
+                out[:, -1] = np.where(invalid, np.nan, cloud)
+            else:
+                out[:, k] = np.rint(values) if spec.round_values else values
+    return out, nbytes

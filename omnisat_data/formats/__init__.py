@@ -1,0 +1,1 @@
+"""The on-disk layouts (TreeSatAI, TreeSatAI-TS, PASTIS-R / PASTIS-HD): names, paths, read and write."""

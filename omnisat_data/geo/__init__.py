@@ -1,0 +1,1 @@
+"""Pure geometry: grids, tiles, resampling, mosaics. No file or network I/O."""

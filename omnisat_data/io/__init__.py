@@ -1,0 +1,1 @@
+"""The edges: atomic writes, raster files, safe paths, worker pools."""

@@ -1,0 +1,1 @@
+"""The synthetic world and its servers: test and demo infrastructure (product code never imports it)."""

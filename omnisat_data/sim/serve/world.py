@@ -1,0 +1,75 @@
+"""Serve a generated world as the cloud would: COGs over HTTP Range, items through a pgstac STAC API."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from omnisat_data.stac.search import resolve_href
+
+from .assets import AssetServer
+from .pgstac import PgStacServer
+
+
+class WorldNotFound(FileNotFoundError):
+    pass
+
+
+def world_files(world: Path) -> tuple[list[Path], Path]:
+    """Collection files and the item file of a world folder; one clear error when it is not one."""
+    world = Path(world)
+    items = world / "stac" / "items.ndjson"
+    if not world.is_dir():
+        raise WorldNotFound(f"{world}: world folder not found (create one with `omnisat-data world make {world}`)")
+    if not items.is_file():
+        raise WorldNotFound(f"{world}: not a world folder (missing stac/items.ndjson)")
+    return sorted((world / "stac" / "collections").glob("*.json")), items
+
+
+def rewrite_items(items_file: Path, base_url: str, out: Path) -> Path:
+    """Copy of the item file with relative asset hrefs turned into URLs under `base_url` (the world root)."""
+    stac_url = base_url.rstrip("/") + "/" + items_file.parent.name
+    lines = []
+    for line in items_file.read_text().splitlines():
+        if line.strip():
+            item = json.loads(line)
+            for asset in item["assets"].values():
+                asset["href"] = resolve_href(asset["href"], stac_url)
+            lines.append(json.dumps(item))
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+class WorldServers:
+    """Asset server over the world folder + pgstac API loaded with its items (hrefs pointing at the server)."""
+
+    def __init__(self, world: Path, asset_port: int = 0, api_port: int = 0, db_port: int = 0,
+                 pg_bin: str | None = None):
+        self.collections, self.items_file = world_files(world)
+        self.world = Path(world)
+        self.assets = AssetServer(self.world, port=asset_port)
+        self._tmp = Path(tempfile.mkdtemp(prefix="omnisat-world-items-"))
+        self.items_served = rewrite_items(self.items_file, self.assets.url, self._tmp / "items.ndjson")
+        self.api = PgStacServer(self.collections, [self.items_served], port=api_port, db_port=db_port, pg_bin=pg_bin)
+        self._stack = ExitStack()
+
+    def start(self) -> WorldServers:
+        with ExitStack() as stack:
+            stack.enter_context(self.assets)
+            stack.enter_context(self.api)
+            self._stack = stack.pop_all()
+        return self
+
+    def stop(self) -> None:
+        self._stack.close()
+        import shutil
+
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> WorldServers:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

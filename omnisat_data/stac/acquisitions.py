@@ -1,0 +1,94 @@
+"""From catalog items to acquisitions: what a build reads, independent of the catalog it came from.
+
+An `Acquisition` is a small picklable value (it travels to worker processes): the ESA product name
+the dataset stores, the sensing time, the series it belongs to, the hrefs of the assets in output
+band order and the DN offset that harmonises Sentinel-2 values. Items that cannot become one raise
+`ItemError` naming the item and the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import pystac
+
+from omnisat_data.recipe import SourceRecipe
+
+from .items import ItemError, canonical_assets, orbit_direction, s2_offset_dn
+
+# The dataset reads dates from the product name: token 2 for Sentinel-2, token 4 for Sentinel-1.
+_S2_NAME = re.compile(r"^S2[A-D]_MSIL2A_\d{8}T\d{6}_[A-Za-z0-9_]+$")
+_S1_NAME = re.compile(r"^S1[A-D]_[A-Z0-9]{2}_[A-Z0-9_]{4}_[A-Z0-9]{4}_\d{8}T\d{6}_\d{8}T\d{6}_[A-Za-z0-9_]+$")
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    item_id: str
+    product: str  # ESA product name, as written to the *-products datasets
+    series: str  # "s2", "s1-asc" or "s1-des"
+    datetime: dt.datetime
+    assets: tuple[tuple[str, str], ...]  # (canonical key, href) in output order: bands, then masks
+    offset_dn: int = 0  # added to Sentinel-2 band DN (-1000 for baseline >= 04.00 not yet harmonised)
+    sign: str = "never"  # Planetary Computer signing of hrefs at read time
+
+    @property
+    def sort_key(self) -> tuple:
+        return (self.datetime, self.product, self.item_id)
+
+
+def _sensing_time(item: pystac.Item) -> dt.datetime:
+    when = item.datetime or item.common_metadata.start_datetime
+    if when is None:
+        raise ItemError(f"item {item.id}: no datetime or start_datetime")
+    return when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _hrefs(item: pystac.Item, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    aliases = canonical_assets(item.assets)
+    out = []
+    for key in keys:
+        if key not in aliases:
+            raise ItemError(f"item {item.id}: no asset {key!r} (has {', '.join(sorted(item.assets))})")
+        href = item.assets[aliases[key]].href
+        if urlparse(href).scheme not in ("", "file", "http", "https", "s3", "gs") and not href.startswith("/"):
+            raise ItemError(f"item {item.id}: asset {key!r} href {href!r} is not a URL or path")
+        out.append((key, href))
+    return tuple(out)
+
+
+def s2_acquisition(item: pystac.Item, source: SourceRecipe) -> Acquisition:
+    product = str(item.properties.get("s2:product_uri") or item.id).removesuffix(".SAFE")
+    if not _S2_NAME.match(product):
+        raise ItemError(f"item {item.id!r}: product name {product!r} is not an ESA Sentinel-2 L2A name "
+                        "(the dataset reads the date from its token 2)")
+    keys = source.assets + (("SCL",) if source.mask_source == "scl" else source.masks)
+    hrefs = _hrefs(item, keys)
+    offset = 0
+    if source.harmonize:
+        first = item.assets[canonical_assets(item.assets)[source.assets[0]]]
+        offset = s2_offset_dn(item.id, item.properties, first.to_dict())
+    return Acquisition(item.id, product, "s2", _sensing_time(item), hrefs, offset, source.sign)
+
+
+def s1_acquisition(item: pystac.Item, source: SourceRecipe) -> Acquisition:
+    product = str(item.properties.get("s1:product_identifier") or item.id)
+    if not _S1_NAME.match(product):
+        raise ItemError(f"item {item.id!r}: product name {product!r} is not an ESA Sentinel-1 name "
+                        "(the dataset reads the date from its token 4)")
+    series = "s1-asc" if orbit_direction(item.id, item.properties) == "ascending" else "s1-des"
+    return Acquisition(item.id, product, series, _sensing_time(item), _hrefs(item, source.assets), 0, source.sign)
+
+
+def signed(href: str, mode: str) -> str:
+    """Planetary Computer blob hrefs need a SAS token ("auto": only those; "always"; "never")."""
+    if mode == "never":
+        return href
+    host = urlparse(href).hostname or ""
+    if mode == "always" or host.endswith(".blob.core.windows.net"):
+        import planetary_computer
+
+        return planetary_computer.sign(href)
+    return href

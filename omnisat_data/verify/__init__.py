@@ -1,0 +1,1 @@
+"""verify-alignment: per-tile checks, shift estimates, pictures."""

@@ -1,0 +1,1 @@
+"""Datasets the trainer reads: TreeSatAI-TS, PASTIS-HD, and the packed cache."""
