@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from .render import error_text
+from .render import (
+    console,
+    error_text,
+    fail,
+    print_alignment,
+    print_build_report,
+    print_demo_result,
+    print_grid_report,
+    print_pastis_report,
+    print_plan,
+    progress_bar,
+    staged_progress,
+)
 
 app = typer.Typer(help="Build, serve and check tri-modal Earth-observation datasets.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -28,15 +35,8 @@ build_app = typer.Typer(help="Build tri-modal datasets from source benchmarks an
 app.add_typer(world_app, name="world")
 app.add_typer(stac_app, name="stac")
 app.add_typer(build_app, name="build")
-console = Console(stderr=True)
 
 DEFAULT_DEMO_DIR = Path("demo")
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Bad input: one clear line on stderr and a non-zero exit."""
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _known_errors():
@@ -48,18 +48,13 @@ def _known_errors():
     return (OSError, ValueError, CatalogError, PortInUse, ServerError)
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, transient=False)
-
-
 def _make_world(folder: Path, preset: str, config: Path | None, seed: int | None, workers: int | None,
                 style: str) -> dict:
     from omnisat_data.sim.world.config import load_world_config
     from omnisat_data.sim.world.make import make_world
 
     cfg = load_world_config(preset, config, seed=seed)
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"world {preset}", total=None)
 
         def report(stage: str, done: int, total: int) -> None:
@@ -155,49 +150,11 @@ def stac_search(
     console.print(f"{count} items")
 
 
-STAGES = {"search": "search (groups)", "read": "read (scene x tile group)", "vhr": "VHR images (scene x patches)",
-          "aerial": "aerial images (scene x tiles)"}
-
-
-def _staged_progress(bar: Progress):
-    """A progress callback (stage, done, total) drawing one bar per stage."""
-    tasks: dict[str, int] = {}
-
-    def report(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(STAGES[stage], total=total)
-        bar.update(tasks[stage], completed=done, total=total)
-    return report
-
-
 def _build_treesatai(cfg):
     from omnisat_data.build.treesatai_ts import build_treesatai
 
-    with _progress() as bar:
-        return build_treesatai(cfg, progress=_staged_progress(bar))
-
-
-def _print_report(report, out_dir: Path) -> None:
-    out = Console(width=120)
-    table = Table(title=f"TreeSatAI-TS build: {out_dir}")
-    for col in ("tiles", "built", "already complete", "failed", "tile-dates", "units", "MB of blocks read", "seconds"):
-        table.add_column(col, justify="right")
-    table.add_row(str(report.tiles_total), str(len(report.done)), str(len(report.skipped)), str(len(report.failed)),
-                  str(report.tile_dates), str(report.units), f"{report.bytes_read / 1e6:.1f}", f"{report.seconds:.1f}")
-    out.print(table)
-    for tile, reason in sorted(report.failed.items()):
-        out.print(f"[red]failed[/] {escape(tile)}: {escape(reason)}", highlight=False, soft_wrap=True)
-    _print_lost(out, report.lost)
-    for _, reason in sorted(report.refused_items.items()):
-        out.print(f"[yellow]refused[/] {escape(reason)}", highlight=False, soft_wrap=True)
-    for where, reason in sorted(report.source_problems.items()):
-        out.print(f"[yellow]source[/] {escape(where)}: {escape(reason)}", highlight=False, soft_wrap=True)
-
-
-def _print_lost(out: Console, lost: dict[str, list[dict]]) -> None:
-    for tile, dates in sorted(lost.items()):
-        out.print(f"[yellow]date lost[/] {escape(tile)}: {len(dates)} acquisition(s) unreadable, written without "
-                  f"(rerun to retry): {escape(dates[0]['reason'])}", highlight=False, soft_wrap=True)
+    with progress_bar() as bar:
+        return build_treesatai(cfg, progress=staged_progress(bar))
 
 
 @build_app.command("treesatai")
@@ -246,59 +203,18 @@ def build_treesatai_command(
     except _known_errors() + (SourceError, SchedulerError) as exc:
         fail(error_text(exc))
     if dry_run:
-        table = Table(title=f"Plan: {report.tiles_total} tiles, {len(report.skipped)} already complete, "
-                            f"{len(rows)} groups (one search per group and modality)")
-        for col in ("year", "tiles", "S2", "S1 asc", "S1 des", "units", "asset MB (upper bound)"):
-            table.add_column(col, justify="right")
-        for r in rows:
-            table.add_row(str(r.year), str(r.tiles), str(r.acquisitions["s2"]), str(r.acquisitions["s1-asc"]),
-                          str(r.acquisitions["s1-des"]), str(r.units), f"{r.asset_bytes / 1e6:.1f}")
-        Console(width=120).print(table)
+        print_plan(rows, report)
         return
-    _print_report(report, out)
+    print_build_report(report, out)
     if report.failed and not report.done and not report.skipped:
         raise typer.Exit(1)
-
-
-def _print_alignment(report: dict) -> None:
-    s = report["summary"]
-    out = Console(width=120)
-    table = Table(title=f"Alignment: {s['dataset']} ({s['tiles']} of {s['tiles_in_dataset']} tiles checked)")
-    for col in ("", "median m", "p95 m", "median px", "p95 px", "over threshold"):
-        table.add_column(col, justify="right")
-    for key, label, flagged in (("scene_shift", "scenes (median over tiles)", s["scenes_flagged"]),
-                                ("tile_shift", "tiles (after scene shifts)", s["tiles_flagged"])):
-        v = s[key]
-        table.add_row(
-            label,
-            *[("-" if v[k] is None else f"{v[k]:.3f}") for k in ("median_m", "p95_m", "median_px", "p95_px")],
-            str(flagged),
-        )
-    out.print(table)
-    out.print(f"estimates accepted {s['estimates_accepted']} of {s['estimates']}; format problems {s['problems']} "
-              f"in {s['tiles_with_problems']} tiles; thresholds good < {s['thresholds_px']['good']} px, "
-              f"suspect > {s['thresholds_px']['suspect']} px", highlight=False)
-    problems = [p for t in report["tiles"].values() for p in t["problems"]]
-    for p in problems[:20]:
-        out.print(f"[red]problem[/] {escape(p)}", highlight=False, soft_wrap=True)
-    if len(problems) > 20:
-        out.print(f"... {len(problems) - 20} more in the report", highlight=False)
-    flagged = [(k, v) for k, v in report["scenes"].items() if v["flagged"]]
-    for name, v in flagged[:10]:
-        out.print(f"[yellow]scene[/] {name}: ({v['dx']:+.2f}, {v['dy']:+.2f}) m = {v['shift_px']:.2f} px from "
-                  f"{v['estimates']} tile estimates", highlight=False)
-    if s.get("not_measured"):
-        out.print(f"[red]not measured[/] {escape(s['not_measured'])}", highlight=False, soft_wrap=True)
-    out.print(("[green]PASSED[/]" if s["passed"] else "[red]FAILED[/]") + f"  report {report.get('report_path', '')}"
-              + (f"  pictures {', '.join(report['pictures'])}" if report.get("pictures") else ""), highlight=False,
-              soft_wrap=True)
 
 
 def _verify(cfg) -> dict:
     from omnisat_data.verify.run import plan, verify
 
     plan(cfg)  # bad input fails here, before a progress bar is drawn
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("verify tiles", total=None)
         report = verify(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
     report["report_path"] = str(cfg.report_path)
@@ -338,7 +254,7 @@ def verify_alignment_command(
         result = _verify(cfg)
     except _known_errors() as exc:
         fail(error_text(exc))
-    _print_alignment(result)
+    print_alignment(result)
     if not result["summary"]["passed"]:
         raise typer.Exit(1)
 
@@ -354,16 +270,12 @@ def _demo_training(folder: Path, dataset: Path) -> None:
             cfg = load_config(
                 task, recipe, data=dataset, out=runs / task, resume=True, cache=folder / "packed", **extra
             )
-            with _progress() as bar:
+            with progress_bar() as bar:
                 job = bar.add_task(f"{task} (small OmniSat, CPU)", total=cfg.epochs)
                 result = train(cfg, progress=lambda done, total, record: bar.update(job, completed=done))
     except TrainError as exc:
         fail(error_text(exc))
-    test = result["test"]
-    Console(width=120).print(
-        f"fine-tuned on {dataset}: test F1 macro {test['f1_macro']:.3f} (over the 15 genera; "
-        f"{test['f1_macro_present']:.3f} over those present), micro {test['f1_micro']:.3f}, weighted "
-        f"{test['f1_weighted']:.3f}; runs, checkpoints and curves in {runs}/", highlight=False)
+    print_demo_result(result["test"], dataset, runs)
 
 
 @build_app.command("pastis-r")
@@ -404,27 +316,13 @@ def build_pastis_command(
         read_pastis(source, require_dates=not sentinel)  # bad input fails here, before a progress bar is drawn
         if scheduler:
             check_scheduler(scheduler)
-        with _progress() as bar:
+        with progress_bar() as bar:
             report = build_pastis(PastisConfig(source, loaded, out, workers, scheduler, sentinel=sentinel,
                                                strict=strict),
-                                  progress=_staged_progress(bar))
+                                  progress=staged_progress(bar))
     except _known_errors() + (SourceError, SchedulerError) as exc:
         fail(error_text(exc))
-    out_console = Console(width=120)
-    r = report.to_dict()
-    out_console.print(
-        f"PASTIS-HD {out}: {r['patches']['done']} patches written, {r['patches']['skipped']} already there, "
-        f"{r['patches']['failed']} failed; "
-        + (f"Sentinel series of {len(report.series_done)} patches re-fetched; " if sentinel else "")
-        + f"{', '.join(report.norm_written) or 'no'} NORM files written; "
-        f"{r['seconds']:.1f} s",
-        highlight=False,
-    )
-    for name, reason in sorted(report.failed.items()):
-        out_console.print(f"[red]failed[/] patch {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)
-    for name, reason in sorted(report.source_problems.items()):
-        out_console.print(f"[yellow]source[/] {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)
-    _print_lost(out_console, report.lost)
+    print_pastis_report(report, out, sentinel)
     if report.failed and not report.done and not report.skipped:
         raise typer.Exit(1)
 
@@ -510,48 +408,13 @@ def build_grid_command(
                                                                       if own.problems else ""))
         if scheduler:
             check_scheduler(scheduler)
-        with _progress() as bar:
-            report = build_grid(cfg, progress=_staged_progress(bar))
+        with progress_bar() as bar:
+            report = build_grid(cfg, progress=staged_progress(bar))
     except _known_errors() + (SourceError, SchedulerError) as exc:
         fail(error_text(exc))
-    done = len(report.done)
-    Console(width=120).print(f"{loaded.format} {out}: {done} tiles built, {len(report.skipped)} already complete, "
-                             f"{len(report.failed)} failed", highlight=False)
-    for name, reason in sorted(report.failed.items()):
-        Console(width=120).print(
-            f"[red]failed[/] {escape(str(name))}: {escape(reason)}", highlight=False, soft_wrap=True
-        )
-    for name, reason in sorted(report.source_problems.items()):
-        Console(width=120).print(
-            f"[yellow]left out[/] {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True
-        )
-    _print_lost(Console(width=120), report.lost)
+    print_grid_report(report, loaded.format, out)
     if report.failed and not report.done and not report.skipped:
         raise typer.Exit(1)
-
-
-DEMO_PARTIAL = ".demo-world.partial"  # where the demo world is made before it is renamed into place
-DEMO_MARK = ".made-by-omnisat-demo"  # inside DEMO_PARTIAL: proof that an interrupted one is ours to remove
-
-
-def _make_demo_world(folder: Path, world: Path) -> None:
-    """The demo world, made aside and renamed into `world` when complete: a folder of the user's is never
-    removed, only our own interrupted attempt."""
-    import shutil
-
-    if world.exists():
-        raise FileExistsError(f"{world} exists but is not a demo world (no world.json): move it away, or give "
-                              "the demo another folder")
-    partial = folder / DEMO_PARTIAL
-    if partial.exists():
-        if not (partial / DEMO_MARK).is_file():
-            raise FileExistsError(f"{partial} exists and was not made by the demo: move it away")
-        shutil.rmtree(partial)  # our own interrupted attempt
-    partial.mkdir(parents=True)
-    (partial / DEMO_MARK).write_text("an interrupted omnisat-data demo world; the next demo run removes it\n")
-    _make_world(partial / "world", "demo", None, None, None, "planetary-computer")
-    os.replace(partial / "world", world)
-    shutil.rmtree(partial)
 
 
 @app.command("demo")
@@ -564,12 +427,14 @@ def demo(
     alignment, build PASTIS-HD, pretrain and fine-tune a CPU-sized OmniSat and evaluate on the test split."""
     from omnisat_data.build.treesatai_ts import BuildConfig
     from omnisat_data.recipe import load_recipe
+    from omnisat_data.sim.world.make import make_world_aside
 
     world = folder / "world"
     recipe = Path(__file__).resolve().parent.parent / "recipes" / "demo.toml"
     try:
         if not (world / "world.json").is_file():
-            _make_demo_world(folder, world)
+            make_world_aside(folder, world, lambda target: _make_world(target, "demo", None, None, None,
+                                                                       "planetary-computer"))
         summary = json.loads((world / "world.json").read_text())
         console.print(f"demo world {world}: " + ", ".join(f"{v} {k}" for k, v in summary["counts"].items()))
         cfg = BuildConfig(source=world / "sources" / "treesatai",
@@ -578,11 +443,11 @@ def demo(
         report = _build_treesatai(cfg)
     except _known_errors() as exc:
         fail(error_text(exc))
-    _print_report(report, cfg.out)
+    print_build_report(report, cfg.out)
     from omnisat_data.verify.run import VerifyConfig
 
     try:  # the demo world injects geolocation errors into some scenes: the check is expected to find them
-        _print_alignment(_verify(VerifyConfig(dataset=cfg.out, workers=workers)))
+        print_alignment(_verify(VerifyConfig(dataset=cfg.out, workers=workers)))
         console.print("(the demo world moves a quarter of its Sentinel-2 scenes by up to 8 m on purpose: "
                       "the scenes listed above are those; see demo/world/truth.json)", highlight=False)
         from omnisat_data.build.pastis_hd import PastisConfig, build_pastis
@@ -604,7 +469,6 @@ def demo(
 
 def main() -> None:  # pragma: no cover
     app()
-
 
 
 if __name__ == "__main__":  # pragma: no cover

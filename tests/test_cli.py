@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_readme_states_the_compile_call_train_py_makes():
 
     root = Path(__file__).resolve().parent.parent
     readme = (root / "README.md").read_text()
-    code = (root / "omnisat_model" / "train.py").read_text()
+    code = (root / "omnisat_train" / "train.py").read_text()
     calls = re.findall(r"`(torch\.compile\([^`]*\))`", readme)
     assert calls and all(call in code for call in calls), calls
 
@@ -164,3 +165,11 @@ def test_a_symlinked_source_file_is_copied_not_linked(tmp_path):
     place_copy(link, tmp_path / "out" / "a.tif")
     placed = tmp_path / "out" / "a.tif"
     assert not placed.is_symlink() and placed.read_bytes() == b"pixels"
+
+
+def test_workers_beyond_the_machine_are_capped():
+    """`--workers 10000` once spawned one process per unit: a local pool holds at most two per core."""
+    from omnisat_data.io.workers import executor, max_local_workers
+
+    with executor(10_000) as pool:
+        assert pool._max_workers == max_local_workers() <= 2 * (os.cpu_count() or 1)

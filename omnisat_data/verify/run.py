@@ -9,15 +9,14 @@ Flow: list tiles (optionally a deterministic sample), check each one in a pool o
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from omnisat_data.io.atomic import write_json
+from omnisat_data.io.workers import executor
 
 from .treesatai_ts import Layout, TileCheck, check_tile, summarise, tile_names
 
@@ -92,14 +91,7 @@ def check_tiles(cfg: VerifyConfig, names: list, progress: Callable[[int, int], N
     size = 1 if cfg.format == "pastis-hd" else 25  # a PASTIS patch is 450 TreeSatAI tiles of pixels
     chunks = [names[i : i + size] for i in range(0, len(names), size)]
     out: list[TileCheck] = []
-    if cfg.workers <= 0:
-        for chunk in chunks:
-            out += _check_chunk(str(cfg.dataset), chunk, cfg.pair, cfg.lattice_m, cfg.format)
-            if progress:
-                progress(len(out), len(names))
-        return out
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
+    with executor(cfg.workers) as pool:  # the builds' pools: spawn, capped, Ctrl-C left to this process
         n = len(chunks)
         for result in pool.map(_check_chunk, [str(cfg.dataset)] * n, chunks, [cfg.pair] * n, [cfg.lattice_m] * n,
                                [cfg.format] * n):

@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ import rasterio
 
 from omnisat_data.io.atomic import write_json
 from omnisat_data.io.raster import write_cog
+from omnisat_data.io.workers import executor
 
 from . import stac
 from .config import WorldConfig
@@ -147,8 +148,7 @@ def make_world(root: Path, cfg: WorldConfig, workers: int | None = None, style: 
     jobs += [(render_s2_group, cfg, g, str(root)) for g in _s2_groups(plan.s2)]
     jobs += [(render_s1_batch, cfg, b, str(root)) for b in _chunks(plan.s1, 8)]
     cloud_cover: dict[str, float] = {}
-    workers = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with executor(workers or os.cpu_count() or 1) as pool:  # the builds' pools (spawn)
         futures = [pool.submit(*job) for job in jobs]
         for done, fut in enumerate(as_completed(futures), start=1):
             cloud_cover.update(fut.result())
@@ -251,4 +251,28 @@ def make_world(root: Path, cfg: WorldConfig, workers: int | None = None, style: 
 
 def _config_dict(cfg: WorldConfig) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+ASIDE = ".demo-world.partial"  # where a world is made before it is renamed into place
+ASIDE_MARK = ".made-by-omnisat-demo"  # inside ASIDE: proof that an interrupted one is ours to remove
+
+
+def make_world_aside(folder: Path, world: Path, make: Callable[[Path], object]) -> None:
+    """`make(target)` a world in `folder/ASIDE/world`, then rename it to `world`: a folder of the user's is
+    never removed, only our own interrupted attempt (marked by ASIDE_MARK)."""
+    import shutil
+
+    if world.exists():
+        raise FileExistsError(f"{world} exists but is not a demo world (no world.json): move it away, or give "
+                              "the demo another folder")
+    partial = folder / ASIDE
+    if partial.exists():
+        if not (partial / ASIDE_MARK).is_file():
+            raise FileExistsError(f"{partial} exists and was not made by the demo: move it away")
+        shutil.rmtree(partial)  # our own interrupted attempt
+    partial.mkdir(parents=True)
+    (partial / ASIDE_MARK).write_text("an interrupted omnisat-data demo world; the next demo run removes it\n")
+    make(partial / "world")
+    os.replace(partial / "world", world)
+    shutil.rmtree(partial)
 
