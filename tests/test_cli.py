@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -173,3 +174,18 @@ def test_workers_beyond_the_machine_are_capped():
 
     with executor(10_000) as pool:
         assert pool._max_workers == max_local_workers() <= 2 * (os.cpu_count() or 1)
+
+
+def test_tree_digests_ignore_timings_only(tmp_path):
+    """scripts/digest_tree.py, the byte-identity check of builds: a report's seconds do not count, a value does."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from digest_tree import digests
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root, seconds in ((a, 1.5), (b, 9.0)):
+        (root / "x").mkdir(parents=True)
+        (root / "x" / "data.bin").write_bytes(b"\x00\x01")
+        (root / "build-report.json").write_text(json.dumps({"done": 3, "seconds": seconds}))
+    assert digests(a) == digests(b) and len(digests(a)) == 2
+    (b / "build-report.json").write_text(json.dumps({"done": 4, "seconds": 9.0}))
+    assert digests(a) != digests(b)
