@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from omnisat_data.io.toml_file import TomlFileError, read_toml
 
 RESAMPLINGS = ("nearest", "bilinear", "cubic", "average")
 SIGNING = ("auto", "always", "never")
@@ -190,14 +191,8 @@ def parse_recipe(data: dict[str, Any], where: str = "recipe", base: Path | None 
 
 def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
-    if path.is_dir():
-        raise RecipeError(f"{path}: a folder, not a recipe file (recipes/*.toml)")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecipeError(f"{path}: no such recipe") from None
-    except UnicodeDecodeError as error:
-        raise RecipeError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise RecipeError(f"{path}: not valid TOML ({error})") from None
+        data = read_toml(path, "recipe", "recipes/*.toml")
+    except TomlFileError as error:
+        raise RecipeError(str(error)) from None
     return dataclasses.replace(parse_recipe(data, str(path), path.parent.resolve()), path=path)

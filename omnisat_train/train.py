@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from torch import nn
 
 from omnisat_data.formats.treesatai_ts import GENERA
 from omnisat_data.io.atomic import replacing
+from omnisat_data.io.toml_file import TomlFileError, read_toml
 from omnisat_model.checkpoint import TRAINING_KEYS, CheckpointError, load_strict, model_payload, read_ours, save
 from omnisat_model.config import OmniSatConfig, preset
 from omnisat_model.model import OmniSatClassifier, OmniSatPretraining
@@ -117,16 +117,10 @@ def load_config(task: str, toml_file: Path | None = None, **overrides: Any) -> T
     [probe]: what differs between the runs of one recipe), then explicit overrides (None = not given)."""
     values: dict[str, Any] = {"task": task}
     if toml_file is not None:
-        if Path(toml_file).is_dir():
-            raise TrainError(f"{toml_file}: a folder, not a config file (recipes/train-*.toml)")
         try:
-            document = tomllib.loads(Path(toml_file).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise TrainError(f"{toml_file}: no such config") from None
-        except UnicodeDecodeError as error:
-            raise TrainError(f"{toml_file}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-        except tomllib.TOMLDecodeError as error:
-            raise TrainError(f"{toml_file}: not valid TOML ({error})") from None
+            document = read_toml(toml_file, "config", "recipes/train-*.toml")
+        except TomlFileError as error:
+            raise TrainError(str(error)) from None
         for name, table in document.items():
             if not isinstance(table, dict):
                 raise TrainError(f"{toml_file}: {name} is a value, not a table ([train], [{name}] ...)")

@@ -21,7 +21,7 @@ PACKAGES = ("omnisat_data", "omnisat_model", "omnisat_train", "cli")
 ALLOWED = {
     "omnisat_data.geo": set(),
     "omnisat_data.io": {"omnisat_data.geo"},
-    "omnisat_data.recipe": {"omnisat_data.stac"},
+    "omnisat_data.recipe": {"omnisat_data.stac", "omnisat_data.io"},
     "omnisat_data.stac": {"omnisat_data.geo", "omnisat_data.io", "omnisat_data.recipe"},
     "omnisat_data.formats": {"omnisat_data.geo", "omnisat_data.io", "omnisat_data.stac"},
     "omnisat_data.build": {"omnisat_data.geo", "omnisat_data.io", "omnisat_data.stac", "omnisat_data.recipe",
