@@ -189,10 +189,12 @@ def parse_recipe(data: dict[str, Any], where: str = "recipe", base: Path | None 
                   path=None)
 
 
-def load_recipe(path: str | Path) -> Recipe:
+def load_recipe(path: str | Path, catalog: str | None = None) -> Recipe:
+    """The recipe in `path`; with `catalog` (the CLI's --catalog), every modality from that catalog."""
     path = Path(path)
     try:
         data = read_toml(path, "recipe", "recipes/*.toml")
     except TomlFileError as error:
         raise RecipeError(str(error)) from None
-    return dataclasses.replace(parse_recipe(data, str(path), path.parent.resolve()), path=path)
+    recipe = dataclasses.replace(parse_recipe(data, str(path), path.parent.resolve()), path=path)
+    return recipe.with_catalog(catalog) if catalog else recipe

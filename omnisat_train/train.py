@@ -203,6 +203,14 @@ class Runtime:
         return self.rank == 0
 
 
+def environment() -> dict:
+    """Versions of the toolkit and of PyTorch, and the devices PyTorch sees (cpu, then each GPU by name)."""
+    from omnisat_model import __version__
+
+    gpus = [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    return {"omnisat": __version__, "torch": torch.__version__, "devices": ["cpu", *gpus]}
+
+
 def setup(cfg: TrainConfig) -> Runtime:
     """Processes from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), device, precision flags."""
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -555,7 +563,8 @@ def prepare(cfg: TrainConfig) -> Run:
 
 
 def fit(run: Run, progress=None) -> dict:
-    """The epochs: train, evaluate, schedule, checkpoint, stop early; then test and pictures."""
+    """The epochs: train, evaluate, schedule, checkpoint, stop early; then test and pictures.
+    `progress(epoch, epochs, record)` is called in the main process only; `result["main"]` says which."""
     cfg, rt, data, model, optimizer, scheduler, state = (run.cfg, run.rt, run.data, run.model, run.optimizer,
                                                          run.scheduler, run.state)
     out = Path(cfg.out)
@@ -592,13 +601,14 @@ def fit(run: Run, progress=None) -> dict:
             board.flush()
         if rt.main:
             commit_epoch(out, checkpoint_payload(cfg, model, optimizer, scheduler, epoch, state), better)
-        if progress:
+        if progress and rt.main:
             progress(epoch + 1, cfg.epochs, record)
         if state["stopped"]:
             break
 
     # test (classifiers: the best checkpoint, as the reference)
-    result = {"history": state["history"], "best": {monitor: state["best"]}, "seconds": time.perf_counter() - t0}
+    result = {"history": state["history"], "best": {monitor: state["best"]}, "seconds": time.perf_counter() - t0,
+              "main": rt.main}
     if cfg.task != "pretrain":
         if rt.world > 1:
             dist.barrier()

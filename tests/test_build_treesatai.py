@@ -20,7 +20,8 @@ from conftest import recipe_for
 from pyproj import Transformer
 from world_truth import check_series_file
 
-from omnisat_data.build.engine import Frame, one_granule_per_datatake
+from omnisat_data.build.engine import Frame
+from omnisat_data.build.plan import one_granule_per_datatake
 from omnisat_data.build.treesatai_series import assemble
 from omnisat_data.build.treesatai_ts import BuildConfig, build_treesatai, carve_val, is_complete
 from omnisat_data.formats.treesatai import read_treesatai
@@ -36,7 +37,7 @@ SAMPLE = ROOT / "tests" / "data" / "treesatai-ts-sample" / "Abies_alba_1_1005_WE
 
 def tree_files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "build-report.json"}
+            if p.is_file() and p.name not in ("build-report.json", "plan.json")}
 
 
 def check_tree(out: Path, world: Path, preset: str, year: int = 2022) -> dict[str, int]:

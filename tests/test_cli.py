@@ -189,3 +189,18 @@ def test_tree_digests_ignore_timings_only(tmp_path):
     assert digests(a) == digests(b) and len(digests(a)) == 2
     (b / "build-report.json").write_text(json.dumps({"done": 4, "seconds": 9.0}))
     assert digests(a) != digests(b)
+
+
+def test_train_options_are_training_config_fields():
+    """The train commands' options are generated from TrainConfig: each names a field, with that field's type."""
+    import dataclasses
+
+    from cli.model import OPTIONS, _command
+    from omnisat_train.train import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(OPTIONS) <= fields
+    params = _command("finetune").__signature__.parameters
+    assert list(params) == ["config", *[f.name for f in dataclasses.fields(TrainConfig) if f.name in OPTIONS]]
+    assert params["epochs"].annotation is int and params["lr"].annotation is float
+    assert params["init"].annotation is Path and params["modalities"].annotation is str

@@ -30,14 +30,12 @@ from omnisat_data.formats.pastis import save_npy
 from omnisat_data.formats.treesatai import SourceError, TreeSatSource
 from omnisat_data.geo.resample import transformer
 from omnisat_data.io.atomic import remove_stale_temporaries, write_json
+from omnisat_data.io.workers import check_scheduler
 from omnisat_data.recipe import Recipe, RecipeError
 
-from .engine import Progress
 from .own_labels import ClassPolygons, pastis_annotations, read_class_polygons, treesatai_labels
 from .own_tiles import OwnTiles, fold_of, split_of, tiles_from_bbox, tiles_from_file
 from .pastis_hd import (
-    REPORT,
-    PastisReport,
     add_sentinel,
     add_vhr,
     read_record,
@@ -46,7 +44,9 @@ from .pastis_hd import (
     with_dates,
     write_norm,
 )
-from .treesatai_ts import BuildConfig, BuildReport, build_treesatai, is_complete
+from .plan import PlanFile, Progress, plan_key
+from .report import REPORT, BuildReport
+from .treesatai_ts import BuildConfig, build_treesatai, is_complete
 
 TILE_SIZE_M = {"treesatai-ts": 60.0, "pastis-hd": 1280.0}  # the released datasets' tiles
 
@@ -66,6 +66,34 @@ class GridConfig:
     labels: Path | None = None  # vector file of class polygons (any CRS) ...
     label_field: str | None = None  # ... and the field holding each polygon's class
     strict: bool = False  # a scene that cannot be read fails the tiles it covers (default: they lose that date)
+    replan: bool = False  # search again even if OUT/plan.json holds a plan for this recipe and these tiles
+    format: str | None = None  # when given (--format), what the recipe's format must be
+
+    def __post_init__(self) -> None:
+        if self.format and self.format != self.recipe.format:
+            raise RecipeError(f"{self.recipe.path or 'recipe'}: format {self.recipe.format!r} but "
+                              f"--format {self.format}")
+        if self.workers < 0:
+            raise ValueError("--workers must be 0 or more")
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """"WEST,SOUTH,EAST,NORTH" in degrees (--bbox)."""
+    try:
+        box = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise ValueError(f"--bbox {text!r}: expected WEST,SOUTH,EAST,NORTH in degrees")
+    return box
+
+
+def parse_tile_size(text: str) -> float:
+    """"60m", "1280m" or a number of metres (--tile-size)."""
+    try:
+        return float(text.removesuffix("m"))
+    except ValueError:
+        raise ValueError(f"--tile-size {text!r}: expected metres such as 60m or 1280m") from None
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -107,10 +135,15 @@ def own_tiles(cfg: GridConfig) -> OwnTiles:
     return OwnTiles(tiles, {t.name: own.polygons[t.name] for t in tiles}, own.problems)
 
 
-def build_grid(cfg: GridConfig, progress: Progress | None = None) -> BuildReport | PastisReport:
+def build_grid(cfg: GridConfig, progress: Progress | None = None) -> BuildReport:
     check_recipe(cfg.recipe)
     own = own_tiles(cfg)
     polygons = class_polygons(cfg)
+    if not own.tiles:
+        raise SourceError(f"{cfg.tiles or cfg.bbox}: no usable tile"
+                          + (f" ({own.problems[0][0]}: {own.problems[0][1]})" if own.problems else ""))
+    if cfg.scheduler:
+        check_scheduler(cfg.scheduler)
     cfg.out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(cfg.out)
     if cfg.recipe.format == "treesatai-ts":
@@ -119,10 +152,12 @@ def build_grid(cfg: GridConfig, progress: Progress | None = None) -> BuildReport
 
 
 def _treesatai_ts(cfg: GridConfig, own: OwnTiles, polygons: ClassPolygons | None, progress) -> BuildReport:
-    report = BuildReport()
+    report = BuildReport("treesatai-ts")
     aerial = {t.name: cfg.out / "aerial" / f"{t.name}.tif" for t in own.tiles}
     todo = [t for t in own.tiles if not aerial[t.name].is_file() and not is_complete(cfg.out, t.name)]
-    _, failed, searches = add_vhr(todo, cfg.recipe, cfg.year, aerial.__getitem__, cfg.workers, cfg.scheduler, progress)
+    where = PlanFile(cfg.out, plan_key(cfg.recipe, "treesatai-ts"), cfg.replan)
+    _, failed, searches, report.plan["vhr"] = add_vhr(todo, list(own.tiles), cfg.recipe, cfg.year, aerial.__getitem__,
+                                                      cfg.workers, cfg.scheduler, where, progress)
     ready = tuple(t for t in own.tiles if t.name not in failed)
     source = TreeSatSource(
         root=cfg.out,
@@ -134,27 +169,31 @@ def _treesatai_ts(cfg: GridConfig, own: OwnTiles, polygons: ClassPolygons | None
         },
         problems=own.problems,
     )
-    build = BuildConfig(cfg.out, cfg.recipe, cfg.out, cfg.workers, cfg.scheduler, year=cfg.year, strict=cfg.strict)
+    build = BuildConfig(cfg.out, cfg.recipe, cfg.out, cfg.workers, cfg.scheduler, year=cfg.year, strict=cfg.strict,
+                        replan=cfg.replan)
     report = build_treesatai(build, progress, source=source, report=report)
     report.searches += searches
     report.failed.update(failed)
-    report.tiles_total = len(own.tiles)
-    write_json(cfg.out / "build-report.json", report.to_dict(), sort_keys=True)
+    report.total = len(own.tiles)
+    write_json(cfg.out / REPORT, report.to_dict(), sort_keys=True)
     return report
 
 
-def _pastis_hd(cfg: GridConfig, own: OwnTiles, polygons: ClassPolygons | None, progress) -> PastisReport:
+def _pastis_hd(cfg: GridConfig, own: OwnTiles, polygons: ClassPolygons | None, progress) -> BuildReport:
     t0 = time.perf_counter()
-    report = PastisReport(patches_total=len(own.tiles), source_problems=dict(own.problems))
+    report = BuildReport("pastis-hd", total=len(own.tiles), source_problems=dict(own.problems))
     pending = [t for t in own.tiles if not spot_path(cfg.out, int(t.name)).is_file()]
     report.skipped = [int(t.name) for t in own.tiles if t not in pending]
-    done, failed, searches = add_vhr(pending, cfg.recipe, cfg.year, lambda name: spot_path(cfg.out, int(name)),
-                                     cfg.workers, cfg.scheduler, progress)
+    where = PlanFile(cfg.out, plan_key(cfg.recipe, "pastis-hd"), cfg.replan)
+    done, failed, searches, report.plan["vhr"] = add_vhr(
+        pending, list(own.tiles), cfg.recipe, cfg.year, lambda name: spot_path(cfg.out, int(name)), cfg.workers,
+        cfg.scheduler, where, progress)
     report.done.extend(int(name) for name in done)
     report.failed.update(failed)
     report.searches += searches
     todo = [t for t in own.tiles if t.name not in failed and not series_complete(cfg.out, t.name)]
-    add_sentinel(todo, {}, cfg.recipe, cfg.out, cfg.workers, cfg.scheduler, 4, report, progress, strict=cfg.strict)
+    add_sentinel(todo, list(own.tiles), {}, cfg.recipe, cfg.out, cfg.workers, cfg.scheduler, 4, report, where,
+                 progress, strict=cfg.strict)
 
     features, folds = [], {}
     for t in own.tiles:

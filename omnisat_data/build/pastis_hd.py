@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,18 +44,33 @@ from omnisat_data.geo.tile import Tile
 from omnisat_data.io.atomic import place_copy, remove_stale_temporaries, write_json
 from omnisat_data.io.paths import check_apart, without_queries
 from omnisat_data.io.raster import write_gtiff
-from omnisat_data.io.workers import executor
+from omnisat_data.io.workers import check_scheduler, executor
 from omnisat_data.recipe import Recipe, RecipeError
+from omnisat_data.stac.acquisitions import Acquisition
 from omnisat_data.stac.gdal import gdal_http_env
 from omnisat_data.stac.products import s2_tile
-from omnisat_data.stac.search import Catalog, CatalogError, Search, cached_catalog
+from omnisat_data.stac.search import Catalog, Search, cached_catalog
 
-from .engine import Frame, ReadTally, group_tiles, lonlat, read_batches, search_groups, split_group
+from .engine import Batch, Frame, read_batches, split_group
 from .pastis_series import daily_series, pastis_unit
+from .plan import (
+    Group,
+    PlanFile,
+    PlanUse,
+    ReadTally,
+    VhrItem,
+    group_bbox,
+    group_tiles,
+    lonlat,
+    plan_key,
+    planned,
+    sentinel_search,
+    tile_fingerprint,
+)
+from .report import REPORT, BuildReport
 from .sentinel import ReadSpec
 
 VHR_YEAR = 2019  # the PASTIS-HD SPOT images are of 2019; the search window is that year
-REPORT = "build-report.json"
 MANIFEST = Path("stac")
 
 
@@ -71,31 +86,11 @@ class PastisConfig:
     strict: bool = (
         False  # --sentinel: a scene that cannot be read fails the patches it covers (default: they lose that day)
     )
+    replan: bool = False  # search again even if OUT/plan.json holds a plan for this recipe and source
 
-
-@dataclass
-class PastisReport:
-    patches_total: int = 0
-    done: list[int] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    source_problems: dict[str, str] = field(default_factory=dict)
-    searches: int = 0
-    series_done: list[int] = field(default_factory=list)  # patches whose Sentinel series this run wrote
-    refused_items: dict[str, str] = field(default_factory=dict)
-    lost: dict[str, list[dict]] = field(default_factory=dict)  # patch -> acquisitions not read, and why
-    bytes_read: int = 0
-    norm_written: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict:
-        return {"patches": {"total": self.patches_total, "done": len(self.done), "skipped": len(self.skipped),
-                            "failed": len(self.failed)}, "failed": self.failed,
-                "source_problems": self.source_problems, "searches": self.searches,
-                "series_done": len(self.series_done), "refused_items": self.refused_items,
-                "lost": dict(sorted(self.lost.items())),
-                "bytes_read": self.bytes_read,
-                "norm_written": self.norm_written, "seconds": round(self.seconds, 2)}
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError("--workers must be 0 or more")
 
 
 # -- the unit of work (runs in a worker process) -------------------------------------------------------
@@ -185,14 +180,12 @@ def check_recipe(recipe: Recipe, sentinel: bool = False) -> None:
         )
 
 
-def search_vhr(
-    tiles: list[Tile], recipe: Recipe, catalogs: dict[str, Catalog], window: str
-) -> dict[str, tuple[str, list[int]]]:
-    """VHR items of one group: item id -> (href, indices of the tiles it covers entirely)."""
+def search_vhr(tiles: list[Tile], recipe: Recipe, catalogs: dict[str, Catalog], window: str
+               ) -> list[tuple[VhrItem, list[int]]]:
+    """VHR items of one group, by item id: (item, indices of the tiles it covers entirely)."""
     vhr = recipe.vhr
     footprints = [lonlat(t) for t in tiles]
-    west, south, east, north = np.array([f.bounds for f in footprints]).T
-    bbox = (float(west.min()), float(south.min()), float(east.max()), float(north.max()))
+    bbox = group_bbox(tiles)
     catalog = cached_catalog(catalogs, vhr.catalog)
     out = {}
     for item in catalog.search(Search(collections=(vhr.collection,), bbox=bbox,
@@ -203,36 +196,43 @@ def search_vhr(
         covered = shape(item.geometry) if item.geometry else box(*bbox)
         members = [i for i, f in enumerate(footprints) if covered.contains(f)]
         if members:
-            out[item.id] = (item.assets[key].href, members)
-    return out
+            out[item.id] = (VhrItem(item.id, item.assets[key].href), members)
+    return [out[item_id] for item_id in sorted(out)]
 
 
-def add_vhr(tiles: list[Tile], recipe: Recipe, year: int, path_of: Callable[[str], Path], workers: int,
-            scheduler: str | None, progress=None) -> tuple[list[str], dict[str, str], int]:
-    """The VHR image of each tile, area-averaged onto its VHR grid and written to `path_of(name)`.
+def vhr_search(recipe: Recipe, tally: ReadTally):
+    def search(group: Group, catalogs: dict[str, Catalog]) -> None:
+        group.units = search_vhr(group.tiles, recipe, catalogs, group.window)
+        tally.searches += 1
+    return search
 
-    One search per group of tiles over `year`; each tile takes the first item (by id) that covers it
+
+def add_vhr(tiles: list[Tile], every_tile: list[Tile], recipe: Recipe, year: int, path_of: Callable[[str], Path],
+            workers: int, scheduler: str | None, where: PlanFile, progress=None,
+            ) -> tuple[list[str], dict[str, str], int, PlanUse]:
+    """The VHR image of each of `tiles`, area-averaged onto its VHR grid and written to `path_of(name)`.
+
+    One search per group of tiles over `year` (the plan's "vhr" section: build/plan.py; `every_tile`:
+    the build's tiles, which the plan may hold); each tile takes the first item (by id) that covers it
     entirely; one unit per item, written by the workers (no raster travels back).
-    Returns (names written, name -> reason for those that failed, searches)."""
-    catalogs: dict[str, Catalog] = {}
+    Returns (names written, name -> reason for those that failed, searches, how the plan was come by)."""
+    tally = ReadTally()
+    window = f"{year}-01-01T00:00:00Z/{year}-12-31T23:59:59Z"
+    groups, use = planned(where, "vhr", {t.name: tile_fingerprint(t) for t in every_tile}, every_tile, tiles,
+                          lambda todo: group_tiles(todo, recipe.group_size_m, lambda t: (window, year)),
+                          vhr_search(recipe, tally), VhrItem, tally, progress)
     assigned: dict[str, tuple[str, list[Tile]]] = {}
     failed: dict[str, str] = {}
-    searches = 0
-    window = f"{year}-01-01T00:00:00Z/{year}-12-31T23:59:59Z"
-    for group in group_tiles(tiles, recipe.group_size_m, lambda t: (window, year)):
-        try:
-            found = search_vhr(group.tiles, recipe, catalogs, group.window)
-        except CatalogError as error:
-            failed.update({t.name: f"search failed: {error}" for t in group.tiles})
+    for group in groups:
+        if group.failed:
+            failed.update({group.tiles[i].name: reason for i, reason in group.failed.items()})
             continue
-        searches += 1
         taken = set()
-        for item_id in sorted(found):
-            href, members = found[item_id]
+        for item, members in group.units:
             mine = [group.tiles[i] for i in members if i not in taken]
             taken.update(members)
             if mine:
-                assigned.setdefault(item_id, (href, []))[1].extend(mine)
+                assigned.setdefault(item.item_id, (item.href, []))[1].extend(mine)
         for i, t in enumerate(group.tiles):
             if i not in taken:
                 failed[t.name] = f"no {recipe.vhr.collection} item of {year} covers it"
@@ -254,7 +254,7 @@ def add_vhr(tiles: list[Tile], recipe: Recipe, year: int, path_of: Callable[[str
                     failed[t.name] = without_queries(f"{error.__class__.__name__}: {' '.join(str(error).split())}")
             if progress:
                 progress("vhr", k + 1, len(futures))
-    return done, failed, searches
+    return done, failed, tally.searches, use
 
 
 # -- Sentinel series (--sentinel, own areas) --------------------------------------------------------------
@@ -316,20 +316,25 @@ def write_patch(out: Path, tile: Tile, frames: list[Frame], lost: list[dict] | N
     return record
 
 
-def add_sentinel(tiles: list[Tile], s2_tiles: dict[str, str], recipe: Recipe, out: Path, workers: int,
-                 scheduler: str | None, batch: int, report: PastisReport, progress=None, strict: bool = False) -> None:
+def add_sentinel(tiles: list[Tile], every_tile: list[Tile], s2_tiles: dict[str, str], recipe: Recipe, out: Path,
+                 workers: int, scheduler: str | None, batch: int, report: BuildReport, where: PlanFile,
+                 progress=None, strict: bool = False) -> None:
     """DATA_S2, DATA_S1A, DATA_S1D of these patches from STAC, over `recipe.period` (the build engine:
-    build/engine.py). `s2_tiles`: patch name -> its Sentinel-2 tile (e.g. 32ULU): PASTIS series come
-    from that tile only; patches absent from it take every Sentinel-2 scene. A scene that cannot be read
-    costs the patches it covers that day (recorded; a rerun reads them again), or fails them when `strict`."""
+    build/engine.py; the plan's "sentinel" section: build/plan.py). `s2_tiles`: patch name -> its
+    Sentinel-2 tile (e.g. 32ULU): PASTIS series come from that tile only; patches absent from it take
+    every Sentinel-2 scene. A scene that cannot be read costs the patches it covers that day (recorded; a
+    rerun reads them again), or fails them when `strict`."""
     window = recipe.period_window()
-    groups = group_tiles(tiles, recipe.group_size_m, lambda t: (window, None))
     tally = ReadTally()
     # PASTIS series come from one Sentinel-2 tile: other tiles' scenes of the same day are left out
-    search_groups(groups, recipe, tally, progress,
-                  accept=lambda acq, t: acq.series != "s2" or s2_tiles.get(t.name, "") in ("", s2_tile(acq.product)))
+    search = sentinel_search(recipe, tally, accept=lambda acq, t: acq.series != "s2"
+                             or s2_tiles.get(t.name, "") in ("", s2_tile(acq.product)))
+    groups, report.plan["sentinel"] = planned(
+        where, "sentinel", {t.name: tile_fingerprint(t, s2_tiles.get(t.name, "")) for t in every_tile},
+        every_tile, tiles, lambda todo: group_tiles(todo, recipe.group_size_m, lambda t: (window, None)),
+        search, Acquisition, tally, progress)
 
-    def finish(b) -> None:
+    def finish(b: Batch) -> None:
         for i, tile in enumerate(b.tiles):
             if i in b.failed:
                 report.failed[tile.name] = b.failed[i]
@@ -387,7 +392,7 @@ def anysat_statistics(out: Path, prefix: str, folds: dict[int, list[int]],
     return {f"Fold_{fold}": average(folds.get(fold, ())) for fold in range(1, 6)}
 
 
-def write_norm(out: Path, folds: dict[int, list[int]], overwrite: bool, report: PastisReport) -> None:
+def write_norm(out: Path, folds: dict[int, list[int]], overwrite: bool, report: BuildReport) -> None:
     for name, folder in NORM_SERIES.items():
         target = out / f"NORM_{name}_patch.json"
         if (overwrite or not target.is_file()) and (out / folder).is_dir():
@@ -409,14 +414,16 @@ def with_dates(feature: dict, record: dict) -> dict:
     return {**feature, "properties": props}
 
 
-def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
+def build_pastis(cfg: PastisConfig, progress=None) -> BuildReport:
     t0 = time.perf_counter()
     check_recipe(cfg.recipe, cfg.sentinel)
     check_apart(cfg.out, cfg.source)
-    report = PastisReport()
+    report = BuildReport("pastis-hd")
     source = read_pastis(cfg.source, require_dates=not cfg.sentinel)
+    if cfg.scheduler:
+        check_scheduler(cfg.scheduler)
     report.source_problems = dict(source.problems)
-    report.patches_total = len(source.patches)
+    report.total = len(source.patches)
     cfg.out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(cfg.out)
     pending = []
@@ -424,15 +431,19 @@ def build_pastis(cfg: PastisConfig, progress=None) -> PastisReport:
         (report.skipped if spot_path(cfg.out, p.id).is_file() else pending).append(p.id)
     by_id = {p.id: p for p in source.patches}
     tiles = {p.id: Tile(str(p.id), p.vhr, p.sentinel, VHR_YEAR) for p in source.patches}
-    done, failed, searches = add_vhr([tiles[pid] for pid in pending], cfg.recipe, VHR_YEAR,
-                                     lambda name: spot_path(cfg.out, int(name)), cfg.workers, cfg.scheduler, progress)
+    every_tile = list(tiles.values())
+    where = PlanFile(cfg.out, plan_key(cfg.recipe, "pastis-hd"), cfg.replan)
+    done, failed, searches, report.plan["vhr"] = add_vhr(
+        [tiles[pid] for pid in pending], every_tile, cfg.recipe, VHR_YEAR, lambda name: spot_path(cfg.out, int(name)),
+        cfg.workers, cfg.scheduler, where, progress)
     report.done.extend(int(name) for name in done)
     report.failed.update(failed)
     report.searches += searches
     if cfg.sentinel:
         todo = [tiles[p.id] for p in source.patches if not series_complete(cfg.out, p.id)]
-        add_sentinel(todo, {str(p.id): p.tile[1:].upper() for p in source.patches}, cfg.recipe, cfg.out,
-                     cfg.workers, cfg.scheduler, cfg.batch_patches, report, progress, strict=cfg.strict)
+        add_sentinel(todo, every_tile, {str(p.id): p.tile[1:].upper() for p in source.patches}, cfg.recipe,
+                     cfg.out, cfg.workers, cfg.scheduler, cfg.batch_patches, report, where, progress,
+                     strict=cfg.strict)
 
     # the source tree, carried over unchanged (with --sentinel: but its series and their dates)
     replaced = set(NORM_SERIES.values()) if cfg.sentinel else set()

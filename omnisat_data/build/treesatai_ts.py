@@ -24,7 +24,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,27 +35,29 @@ from omnisat_data.formats.treesatai_ts import S2_BANDS, SERIES, Series, split_li
 from omnisat_data.geo.tile import Tile
 from omnisat_data.io.atomic import place_copy, remove_stale_temporaries, write_json, write_text
 from omnisat_data.io.paths import check_apart
+from omnisat_data.io.workers import check_scheduler
 from omnisat_data.recipe import Recipe, RecipeError, series_year
 from omnisat_data.stac.acquisitions import Acquisition
-from omnisat_data.stac.search import Catalog
+from omnisat_data.stac.search import CatalogError
 
-from .engine import (
-    Frame,
+from .engine import Batch, Frame, read_batches, split_group
+from .plan import (
     Group,
+    PlanFile,
     Progress,
     ReadTally,
     group_tiles,
     lonlat,
-    read_batches,
-    search_group,
-    search_groups,
-    split_group,
+    plan_key,
+    planned,
+    sentinel_search,
+    tile_fingerprint,
 )
+from .report import REPORT, BuildReport
 from .sentinel import ReadSpec, read_acquisition
 from .treesatai_series import assemble
 
 MANIFEST = Path("stac")
-REPORT = "build-report.json"
 SERIES_NAMES = {"s2": "Sentinel-2", "s1-asc": "Sentinel-1 ascending", "s1-des": "Sentinel-1 descending"}
 VAL_FRACTION = 0.1  # val carved from train: the first 10 % (at least 2) of train ranked by sha256(name)
 
@@ -71,40 +73,13 @@ class BuildConfig:
     limit: int | None = None  # first N tiles (by name) only
     year: int | None = None  # fallback year for tiles missing from bb_60m.GeoJSON
     strict: bool = False  # a scene that cannot be read fails the tiles it covers (default: they lose that date)
+    replan: bool = False  # search again even if OUT/plan.json holds a plan for this recipe and source
 
-
-@dataclass
-class BuildReport:
-    tiles_total: int = 0
-    done: list[str] = field(default_factory=list)  # built by this run
-    skipped: list[str] = field(default_factory=list)  # already complete
-    failed: dict[str, str] = field(default_factory=dict)  # tile -> reason
-    refused_items: dict[str, str] = field(default_factory=dict)  # item id -> reason
-    source_problems: dict[str, str] = field(default_factory=dict)
-    searches: int = 0
-    units: int = 0
-    tile_dates: int = 0
-    dates: dict[str, dict[str, int]] = field(default_factory=dict)  # tile -> series -> dates written
-    # tile -> series -> {"mosaicked": frames completed from another granule or slice of their take,
-    # "dropped": takes left incomplete even mosaicked (not written)}; only tiles with either
-    completion: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
-    # tile -> acquisitions a permanent read error took from its series ({item, product, series, reason});
-    # such a tile is written without them and not marked complete, so a rerun tries them again
-    lost: dict[str, list[dict]] = field(default_factory=dict)
-    bytes_read: int = 0  # compressed bytes of the COG blocks read
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict:
-        return {"tiles": {"total": self.tiles_total, "done": len(self.done), "skipped": len(self.skipped),
-                          "failed": len(self.failed)},
-                "failed": self.failed, "refused_items": self.refused_items, "source_problems": self.source_problems,
-                "searches": self.searches, "units": self.units, "tile_dates": self.tile_dates,
-                "dates": dict(sorted(self.dates.items())),
-                "frames": {key: sum(c[key] for tile in self.completion.values() for c in tile.values())
-                           for key in ("mosaicked", "dropped")},
-                "completion": dict(sorted(self.completion.items())),
-                "lost": dict(sorted(self.lost.items())),
-                "bytes_read": self.bytes_read, "seconds": round(self.seconds, 2)}
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("--limit must be at least 1")
+        if self.workers < 0:
+            raise ValueError("--workers must be 0 or more")
 
 
 # -- 1. source and resume -----------------------------------------------------------------------------
@@ -202,7 +177,7 @@ def manifest_item(out: Path, tile: Tile, files: dict[str, Path], aerial: Path, s
     }
 
 
-def finish_group(group: Group, cfg: BuildConfig, source: TreeSatSource, fingerprints: dict[str, str],
+def finish_group(group: Batch, cfg: BuildConfig, source: TreeSatSource, fingerprints: dict[str, str],
                  report: BuildReport) -> None:
     for i, tile in enumerate(group.tiles):
         if i in group.failed:
@@ -323,14 +298,17 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError('[s1].assets must be ["vv", "vh"] (the TreeSatAI-TS channel order)')
 
 
-def plan_build(cfg: BuildConfig, report: BuildReport, source: TreeSatSource | None = None
+def plan_build(cfg: BuildConfig, report: BuildReport, tally: ReadTally, source: TreeSatSource | None = None,
+               progress: Progress | None = None, write: bool = True,
                ) -> tuple[TreeSatSource, list[Tile], dict[str, str], list[Group]]:
-    """The source's tiles, each one's fingerprint (`built_from`) and the groups of those not yet complete."""
+    """The source's tiles, each one's fingerprint (`built_from`) and the groups of those not yet complete,
+    with their units: OUT/plan.json's when it holds them for this recipe and source, else searched (and,
+    when `write`, saved there)."""
     check_recipe(cfg.recipe)
     source = source or read_treesatai(cfg.source, cfg.year)
     report.source_problems = dict(source.problems)
     tiles = sorted(source.tiles, key=lambda t: t.name)[: cfg.limit]
-    report.tiles_total = len(tiles)
+    report.total = len(tiles)
     fingerprints = {t.name: built_from(cfg.recipe, source.files[t.name]) for t in tiles}
     pending = []
     for t in tiles:
@@ -338,7 +316,12 @@ def plan_build(cfg: BuildConfig, report: BuildReport, source: TreeSatSource | No
             report.skipped.append(t.name)
         else:
             pending.append(t)
-    return source, tiles, fingerprints, group_tiles(pending, cfg.recipe.group_size_m, series_window(cfg.recipe))
+    where = PlanFile(cfg.out, plan_key(cfg.recipe, "treesatai-ts"), cfg.replan, write)
+    groups, report.plan["sentinel"] = planned(
+        where, "sentinel", {t.name: tile_fingerprint(t, fingerprints[t.name]) for t in tiles}, tiles, pending,
+        lambda todo: group_tiles(todo, cfg.recipe.group_size_m, series_window(cfg.recipe)),
+        sentinel_search(cfg.recipe, tally, one_granule=True), Acquisition, tally, progress)
+    return source, tiles, fingerprints, groups
 
 
 def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: TreeSatSource | None = None,
@@ -348,13 +331,13 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
     t0 = time.perf_counter()
     if source is None:
         check_apart(cfg.out, cfg.source)
-    report = report or BuildReport()
+    if cfg.scheduler and source is None:  # (own areas checked it before their aerial step)
+        check_scheduler(cfg.scheduler)
+    report = report or BuildReport("treesatai-ts")
     cfg.out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(cfg.out)
-    source, tiles, fingerprints, groups = plan_build(cfg, report, source)
-
     tally = ReadTally()
-    search_groups(groups, cfg.recipe, tally, progress, one_granule=True)
+    source, tiles, fingerprints, groups = plan_build(cfg, report, tally, source, progress)
     batches = [b for g in groups for b in split_group(g, cfg.batch_tiles)]
     specs = {name: read_spec(cfg.recipe, name) for name in SERIES}
     read_batches(batches, run_unit, specs, cfg.workers, cfg.scheduler, tally,
@@ -401,20 +384,19 @@ class PlanRow:
 
 
 def dry_run(cfg: BuildConfig, progress: Progress | None = None) -> tuple[list[PlanRow], BuildReport]:
-    """The searches a build would run, and what they find; reads no pixel and writes nothing."""
-    report = BuildReport()
-    _, _, _, groups = plan_build(cfg, report)
-    catalogs: dict[str, Catalog] = {}
-    rows, sizes = [], {}
+    """The plan a build would run (OUT/plan.json's when it holds it, else searched) and what its units
+    touch; reads no pixel and writes nothing."""
+    report = BuildReport("treesatai-ts")
     tally = ReadTally()
-    for k, group in enumerate(groups):
-        search_group(group, cfg.recipe, catalogs, tally, one_granule=True)  # the units the build would read
+    _, _, _, groups = plan_build(cfg, report, tally, progress=progress, write=False)
+    rows, sizes = [], {}
+    for group in groups:
+        if group.failed:  # a dry run that cannot search says so, as the build would for those tiles
+            raise CatalogError(next(iter(group.failed.values())))
         hrefs = {href for acq, _ in group.units for _, href in acq.assets}
         for href in hrefs - sizes.keys():
             sizes[href] = asset_size(href)
         found = {name: sum(1 for acq, _ in group.units if acq.series == name) for name in SERIES}
         rows.append(PlanRow(group.year, len(group.tiles), found, len(group.units), sum(sizes[h] for h in hrefs)))
-        if progress:
-            progress("search", k + 1, len(groups))
     report.searches, report.refused_items = tally.searches, tally.refused_items
     return rows, report

@@ -38,6 +38,17 @@ class Acquisition:
     def sort_key(self) -> tuple:
         return (self.datetime, self.product, self.item_id)
 
+    def to_dict(self) -> dict:
+        """As stored in a build's plan.json (`from_dict` reads it back equal)."""
+        return {"item_id": self.item_id, "product": self.product, "series": self.series,
+                "datetime": self.datetime.isoformat(), "assets": [list(pair) for pair in self.assets],
+                "offset_dn": self.offset_dn, "sign": self.sign}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Acquisition:
+        return cls(d["item_id"], d["product"], d["series"], dt.datetime.fromisoformat(d["datetime"]),
+                   tuple((key, href) for key, href in d["assets"]), int(d["offset_dn"]), d["sign"])
+
 
 def _sensing_time(item: pystac.Item) -> dt.datetime:
     when = item.datetime or item.common_metadata.start_datetime

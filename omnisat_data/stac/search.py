@@ -40,6 +40,25 @@ class Search:
     ids: tuple[str, ...] | None = None
     page_size: int = 100
 
+    @classmethod
+    def from_filters(cls, collections: tuple[str, ...], bbox: str | None = None, datetime: str | None = None,
+                     max_cloud: float | None = None, orbit_state: str | None = None) -> Search:
+        """The search `omnisat-data stac search` asks for: a "W,S,E,N" bbox, eo:cloud_cover below
+        `max_cloud`, sat:orbit_state equal to `orbit_state`, as one CQL2-JSON filter."""
+        clauses = []
+        if max_cloud is not None:
+            clauses.append({"op": "<", "args": [{"property": "eo:cloud_cover"}, max_cloud]})
+        if orbit_state:
+            clauses.append({"op": "=", "args": [{"property": "sat:orbit_state"}, orbit_state]})
+        try:
+            box = tuple(float(v) for v in bbox.split(",")) if bbox else None
+        except ValueError:
+            box = ()
+        if box is not None and len(box) != 4:
+            raise ValueError("--bbox needs four numbers: west,south,east,north")
+        return cls(collections=tuple(collections), bbox=box, datetime=datetime,
+                   filter={"op": "and", "args": clauses} if clauses else None)
+
 
 class Catalog(Protocol):
     def search(self, search: Search) -> Iterator[pystac.Item]: ...
@@ -261,6 +280,16 @@ def cached_catalog(catalogs: dict[str, Catalog], location: str | Path) -> Catalo
     if key not in catalogs:
         catalogs[key] = open_catalog(key)
     return catalogs[key]
+
+
+def first_items(location: str | Path, search: Search, limit: int) -> tuple[list[pystac.Item], int]:
+    """The first `limit` items a search of the catalog at `location` finds, and how many it finds in all."""
+    first, count = [], 0
+    for item in open_catalog(location).search(search):
+        if count < limit:
+            first.append(item)
+        count += 1
+    return first, count
 
 
 def open_catalog(location: str | Path) -> Catalog:

@@ -46,6 +46,12 @@ class VerifyConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"--{name.replace('_', '-')} {value!r}: expected a positive number of pixels")
+        if self.pair not in ("nir", "red", "both"):
+            raise ValueError(f"--pair {self.pair!r}: choose nir, red or both")
+        if self.sample is not None and self.sample < 1:
+            raise ValueError("--sample must be at least 1")
+        if self.workers < 0:
+            raise ValueError("--workers must be 0 or more")
 
     @property
     def lattice_m(self) -> float | None:

@@ -68,6 +68,22 @@ class WorldServers:
 
         shutil.rmtree(self._tmp, ignore_errors=True)
 
+    def serve_forever(self, poll_s: float = 0.2) -> None:
+        """Serve until SIGTERM, SIGINT or SIGHUP (a closed terminal stops the servers too), then stop."""
+        import signal
+        import time
+
+        stop = []
+        previous = {sig: signal.signal(sig, lambda *_: stop.append(True))
+                    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        try:
+            while not stop:
+                time.sleep(poll_s)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.stop()
+
     def __enter__(self) -> WorldServers:
         return self.start()
 

@@ -131,9 +131,14 @@ def _s2_groups(scenes: list[S2Scene], size: int = 12) -> list[list[S2Scene]]:
 
 # -- orchestration ------------------------------------------------------------------------------------
 
+STYLES = ("planetary-computer", "earth-search")  # whose asset keys and item properties the world's items use
+
+
 def make_world(root: Path, cfg: WorldConfig, workers: int | None = None, style: str = "planetary-computer",
                progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Generate the whole world under `root` (created; must be empty or absent). Returns the summary."""
+    if style not in STYLES:
+        raise ValueError(f"--catalog-style must be {' or '.join(STYLES)}, not {style!r}")
     root = Path(root)
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"world folder {root} is not empty")
