@@ -8,7 +8,7 @@ from affine import Affine
 
 from omnisat_data.build.sentinel import plan_reads
 from omnisat_data.geo.grid import Grid
-from omnisat_data.geo.resample import Window, bilinear, centres_in, fractional_pixels, nearest, support
+from omnisat_data.geo.resample import Window, bilinear, centres_in, nearest, support
 
 
 def test_bilinear_is_exact_on_centres_and_linear_between():
@@ -41,7 +41,7 @@ def test_support_is_the_pixels_bilinear_touches():
 def test_tile_centres_land_on_scene_pixels_across_crs():
     tile = Grid.from_origin("EPSG:25832", 400100.0, 5383700.0, 10.0, (6, 6))
     x, y = centres_in(tile, "EPSG:32632")  # ETRS89 vs WGS84 UTM 32N: equal to about 0.1 mm
-    cols, rows = fractional_pixels(Affine(10, 0, 400000.0, 0, -10, 5384000.0), x, y)
+    cols, rows = Grid("EPSG:32632", Affine(10, 0, 400000.0, 0, -10, 5384000.0), (1, 1)).fractional_pixels(x, y)
     np.testing.assert_allclose(cols[0], np.arange(6) + 10.5, atol=1e-4)
     np.testing.assert_allclose(rows[:, 0], np.arange(6) + 30.5, atol=1e-4)
 

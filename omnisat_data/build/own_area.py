@@ -28,7 +28,7 @@ import numpy as np
 
 from omnisat_data.formats.pastis import save_npy
 from omnisat_data.formats.treesatai import SourceError, TreeSatSource
-from omnisat_data.geo.resample import transformer
+from omnisat_data.geo.grid import transformer
 from omnisat_data.io.atomic import remove_stale_temporaries, write_json
 from omnisat_data.io.workers import check_scheduler
 from omnisat_data.recipe import Recipe, RecipeError

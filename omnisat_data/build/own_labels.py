@@ -47,7 +47,7 @@ class ClassPolygons:
 
     def in_crs(self, crs: str) -> tuple[np.ndarray, STRtree]:
         if crs not in self._by_crs:
-            from omnisat_data.geo.resample import transformer
+            from omnisat_data.geo.grid import transformer
 
             to = transformer(self.crs, crs)
             moved = shapely.transform(self.geometries, lambda x, y: to.transform(x, y), interleaved=False) \

@@ -20,8 +20,7 @@ import numpy as np
 from pyproj import CRS
 
 from omnisat_data.formats.treesatai import SourceError
-from omnisat_data.geo.grid import Grid
-from omnisat_data.geo.resample import transformer
+from omnisat_data.geo.grid import Grid, transformer
 from omnisat_data.geo.tile import SENTINEL_RES, Tile
 
 SQUARE_TOLERANCE = 0.05  # a polygon's sides may differ from the tile size by 5 % (reprojection, rounding)
@@ -58,12 +57,8 @@ def safe_name(value: str) -> str:
 
 def make_tile(name: str, cx: float, cy: float, crs: str, size_m: float, vhr_res: float, year: int) -> Tile:
     """The tile of `size_m` centred (to the 10 m lattice) on (cx, cy)."""
-    left = round((cx - size_m / 2) / SENTINEL_RES) * SENTINEL_RES
-    top = round((cy + size_m / 2) / SENTINEL_RES) * SENTINEL_RES
-    n_sentinel = int(round(size_m / SENTINEL_RES))
-    n_vhr = int(round(size_m / vhr_res))
-    return Tile(name, Grid.from_origin(crs, left, top, vhr_res, (n_vhr, n_vhr)),
-                Grid.from_origin(crs, left, top, SENTINEL_RES, (n_sentinel, n_sentinel)), year)
+    return Tile(name, Grid.square(crs, cx, cy, size_m, vhr_res, SENTINEL_RES),
+                Grid.square(crs, cx, cy, size_m, SENTINEL_RES, SENTINEL_RES), year)
 
 
 def check_size(size_m: float) -> float:
@@ -154,10 +149,10 @@ def tiles_from_bbox(bbox: tuple[float, float, float, float], size_m: float, crs:
     lon = np.array([west, east, east, west])
     lat = np.array([south, south, north, north])
     x, y = transformer("EPSG:4326", crs).transform(lon, lat)
-    x0, x1 = np.floor(x.min() / size_m) * size_m, np.ceil(x.max() / size_m) * size_m
-    y0, y1 = np.floor(y.min() / size_m) * size_m, np.ceil(y.max() / size_m) * size_m
+    cells = Grid.covering(crs, np.asarray(x), np.asarray(y), size_m)  # one cell per tile
+    x0, y1 = cells.transform.c, cells.transform.f
     tiles, polygons = [], {}
-    rows, cols = int(round((y1 - y0) / size_m)), int(round((x1 - x0) / size_m))
+    rows, cols = cells.shape
     if limit is None and rows * cols > MAX_BBOX_TILES:
         raise SourceError(f"bbox {bbox}: {rows * cols:,} tiles of {size_m:g} m; give --limit or a smaller box "
                           f"(at most {MAX_BBOX_TILES:,} at once)")

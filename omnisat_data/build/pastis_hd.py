@@ -38,8 +38,8 @@ from omnisat_data.formats.pastis import (
     spot_path,
 )
 from omnisat_data.formats.treesatai_ts import S2_BANDS
-from omnisat_data.geo.grid import Grid, crs_string
-from omnisat_data.geo.resample import Window, area_average, transformer
+from omnisat_data.geo.grid import Grid, crs_string, transformer
+from omnisat_data.geo.resample import Window, area_average
 from omnisat_data.geo.tile import Tile
 from omnisat_data.io.atomic import place_copy, remove_stale_temporaries, write_json
 from omnisat_data.io.paths import check_apart, without_queries
@@ -61,7 +61,6 @@ from .plan import (
     VhrItem,
     group_bbox,
     group_tiles,
-    lonlat,
     plan_key,
     planned,
     sentinel_search,
@@ -103,6 +102,7 @@ def vhr_unit(href: str, targets: list[tuple[str, dict, str]], header_bytes: int 
     results = {}
     with rasterio.Env(**gdal_http_env(header_bytes, timeout_s)), rasterio.open(href) as src:
         crs = crs_string(src.crs)
+        source = Grid(crs, src.transform, (src.height, src.width))
         for name, grid_dict, path in targets:
             grid = Grid.from_dict(grid_dict)
             try:
@@ -116,7 +116,7 @@ def vhr_unit(href: str, targets: list[tuple[str, dict, str]], header_bytes: int 
                 full = rasterio.windows.Window(0, 0, src.width, src.height)
                 window = window.intersection(full)
                 data = src.read(window=window).astype(np.float64)
-                values = area_average(data, src.transform, crs, grid, window=Window(
+                values = area_average(data, source, grid, window=Window(
                     int(window.row_off), int(window.col_off), int(window.height), int(window.width)))
                 if np.isnan(values).any():
                     raise ValueError(f"the image covers {100 * (1 - np.isnan(values[0]).mean()):.1f} % of the tile")
@@ -184,7 +184,7 @@ def search_vhr(tiles: list[Tile], recipe: Recipe, catalogs: dict[str, Catalog], 
                ) -> list[tuple[VhrItem, list[int]]]:
     """VHR items of one group, by item id: (item, indices of the tiles it covers entirely)."""
     vhr = recipe.vhr
-    footprints = [lonlat(t) for t in tiles]
+    footprints = [t.vhr.lonlat_footprint() for t in tiles]
     bbox = group_bbox(tiles)
     catalog = cached_catalog(catalogs, vhr.catalog)
     out = {}

@@ -22,10 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import shapely
 from shapely.geometry import box, shape
 
-from omnisat_data.geo.resample import transformer
 from omnisat_data.geo.tile import Tile
 from omnisat_data.io.atomic import write_json
 from omnisat_data.recipe import Recipe
@@ -76,14 +74,9 @@ class ReadTally:
     refused_items: dict[str, str] = field(default_factory=dict)  # item id -> reason
 
 
-def lonlat(tile: Tile):
-    """The tile's footprint in longitude, latitude."""
-    to_wgs84 = transformer(tile.vhr.crs, "EPSG:4326").transform  # cached: one per CRS pair, not per tile
-    return shapely.transform(tile.vhr.footprint, lambda x, y: to_wgs84(x, y), interleaved=False)
-
-
 def group_bbox(tiles: list[Tile]) -> tuple[float, float, float, float]:
-    west, south, east, north = np.array([lonlat(t).bounds for t in tiles]).T
+    """The lon/lat box a group's search asks for: around its tiles' VHR footprints."""
+    west, south, east, north = np.array([t.vhr.lonlat_footprint().bounds for t in tiles]).T
     return float(west.min()), float(south.min()), float(east.max()), float(north.max())
 
 
@@ -107,7 +100,7 @@ def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], tal
                  accept: Callable[[Acquisition, Tile], bool] | None = None, one_granule: bool = False) -> None:
     """Fill `group.units`: each usable acquisition with the group's tiles its footprint covers (and
     `accept(acquisition, tile)` allows, when given; `one_granule`: see `one_granule_per_datatake`)."""
-    footprints = [lonlat(t) for t in group.tiles]
+    footprints = [t.vhr.lonlat_footprint() for t in group.tiles]
     bbox = group_bbox(group.tiles)
     found = []
     for source, make in ((recipe.s2, s2_acquisition), (recipe.s1, s1_acquisition)):

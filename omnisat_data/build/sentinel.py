@@ -15,7 +15,7 @@ import rasterio
 import rasterio.windows
 
 from omnisat_data.geo.grid import Grid, crs_string
-from omnisat_data.geo.resample import Window, centres_in, fractional_pixels, sample, support
+from omnisat_data.geo.resample import Window, centres_in, sample, support
 from omnisat_data.io.paths import without_queries
 from omnisat_data.stac.acquisitions import Acquisition, signed
 from omnisat_data.stac.gdal import gdal_http_env
@@ -101,10 +101,10 @@ def _block_bytes(src, blocks: set[tuple[int, int]]) -> int:
     return total
 
 
-def _read_asset(src, method: str, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, int]:
-    """(n_tiles, H, W) float64 values of a one-band asset at the tiles' fractional pixel coordinates,
-    and the compressed bytes of the blocks read."""
-    shape = (src.height, src.width)
+def _read_asset(src, source: Grid, method: str, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """(n_tiles, H, W) float64 values of a one-band asset (`source`: its grid) at the tiles' fractional pixel
+    coordinates, and the compressed bytes of the blocks read."""
+    shape = source.shape
     block = tuple(src.block_shapes[0])
     windows = [support(c, r, method, shape) for c, r in zip(cols, rows)]
     out = np.full(cols.shape, np.nan)
@@ -146,8 +146,9 @@ def read_acquisition(acq: Acquisition, grids: tuple[Grid, ...], spec: ReadSpec) 
                     if crs not in centres:
                         xy = [centres_in(g, crs) for g in grids]
                         centres[crs] = (np.stack([p[0] for p in xy]), np.stack([p[1] for p in xy]))
-                    cols, rows = fractional_pixels(src.transform, *centres[crs])
-                    values, block_bytes = _read_asset(src, method, cols, rows)
+                    source = Grid(crs, src.transform, (src.height, src.width))
+                    cols, rows = source.fractional_pixels(*centres[crs])
+                    values, block_bytes = _read_asset(src, source, method, cols, rows)
                     nbytes += block_bytes
             except (rasterio.errors.RasterioError, ValueError, OSError) as error:
                 reason = " ".join(str(error).split())

@@ -47,7 +47,6 @@ from .plan import (
     Progress,
     ReadTally,
     group_tiles,
-    lonlat,
     plan_key,
     planned,
     sentinel_search,
@@ -156,7 +155,7 @@ def tile_series(frames: list[Frame]) -> dict[str, Series]:
 def manifest_item(out: Path, tile: Tile, files: dict[str, Path], aerial: Path, series: dict[str, Series],
                   year: int, fingerprint: str, lost: list[dict] | None = None) -> dict:
     here = manifest_item_path(out, tile.name).parent
-    footprint = lonlat(tile)
+    footprint = tile.vhr.lonlat_footprint()
     assets = {key: {"href": os.path.relpath(path, here), "roles": ["data"],
                     "type": "application/x-hdf5" if key == "h5" else "application/octet-stream"}
               for key, path in files.items()}

@@ -80,11 +80,9 @@ def patch_grids(ring_2154: np.ndarray, crs: str) -> tuple[Grid, Grid]:
     size = PATCH_PX * SENTINEL_RES
     if abs(width - size) > SQUARE_TOLERANCE_M or abs(height - size) > SQUARE_TOLERANCE_M:
         raise ValueError(f"polygon is {width:.1f} x {height:.1f} m in {crs}, not a {size:.0f} m square patch")
-    left = round((x.min() + x.max() - size) / 2 / SENTINEL_RES) * SENTINEL_RES
-    top = round((y.min() + y.max() + size) / 2 / SENTINEL_RES) * SENTINEL_RES
-    sentinel = Grid.from_origin(crs, left, top, SENTINEL_RES, (PATCH_PX, PATCH_PX))
-    vhr = Grid.from_origin(crs, left, top, VHR_RES, (PATCH_PX * 10, PATCH_PX * 10))
-    return sentinel, vhr
+    cx, cy = (x.min() + x.max()) / 2, (y.min() + y.max()) / 2
+    return (Grid.square(crs, cx, cy, size, SENTINEL_RES, SENTINEL_RES),
+            Grid.square(crs, cx, cy, size, VHR_RES, SENTINEL_RES))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import rasterio
 
 from omnisat_data.geo.grid import Grid, crs_string
-from omnisat_data.geo.tile import Tile, centred_grid
+from omnisat_data.geo.tile import SENTINEL_RES, Tile
 from omnisat_data.io.paths import safe_component
 
 LABELS = Path("labels") / "TreeSatBA_v9_60m_multi_labels.json"
@@ -121,6 +121,6 @@ def read_treesatai(root: str | Path, year: int | None = None) -> TreeSatSource:
         if tile_year is None:
             problems.append((stem, f"no YEAR in {FOOTPRINTS} and no --year given"))
             continue
-        tiles.append(Tile(name, grid, centred_grid(grid, SENTINEL_SHAPE), int(tile_year)))
+        tiles.append(Tile(name, grid, grid.centred(SENTINEL_SHAPE, SENTINEL_RES), int(tile_year)))
         files[name] = path
     return TreeSatSource(root, tuple(tiles), files, labels, read_splits(root), tuple(problems))

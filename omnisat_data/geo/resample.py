@@ -11,19 +11,11 @@ to the four surrounding pixel centres, nothing is blurred by an overview or an o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from affine import Affine
-from pyproj import Transformer
 
-from .grid import Grid
-
-
-@lru_cache(maxsize=64)
-def transformer(src: str, dst: str) -> Transformer:
-    """x, y order whatever the CRS axis order; cached, since building one costs milliseconds."""
-    return Transformer.from_crs(src, dst, always_xy=True)
+from .grid import Grid, transformer
 
 
 def centres_in(grid: Grid, crs: str) -> tuple[np.ndarray, np.ndarray]:
@@ -33,12 +25,6 @@ def centres_in(grid: Grid, crs: str) -> tuple[np.ndarray, np.ndarray]:
         return x, y
     tx, ty = transformer(grid.crs, crs).transform(x, y)
     return np.asarray(tx), np.asarray(ty)
-
-
-def fractional_pixels(transform: Affine, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Continuous (col, row) of points in a raster: pixel (r, c) spans [c, c+1) x [r, r+1), centre at +0.5."""
-    inv = ~transform
-    return inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f
 
 
 @dataclass(frozen=True)
@@ -132,13 +118,13 @@ def local_affine(src: str, dst: str, grid: Grid) -> Affine:
     return fitted
 
 
-def area_average(data: np.ndarray, transform: Affine, crs: str, grid: Grid, samples: int = 4,
+def area_average(data: np.ndarray, source: Grid, grid: Grid, samples: int = 4,
                  window: Window | None = None) -> np.ndarray:
     """(bands, H, W) source pixels averaged over each `grid` pixel's footprint: each output pixel is split
     into samples x samples sub-pixels, each takes the source pixel holding its centre (the area average
     to 1 / samples of a pixel). NaN where a sub-pixel falls outside `data`. `window`: where `data` sits
-    in the full source raster whose `transform` is given."""
-    to_src = ~transform @ local_affine(grid.crs, crs, grid)  # grid pixel coords -> source pixel coords
+    in the full `source` raster."""
+    to_src = ~source.transform @ local_affine(grid.crs, source.crs, grid)  # grid pixel -> source pixel coords
     if window is not None:
         to_src = Affine.translation(-window.col, -window.row) @ to_src
     h, w = grid.shape

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from affine import Affine
-
 from .grid import Grid
 
 SENTINEL_RES = 10.0
@@ -23,17 +21,3 @@ class Tile:
     vhr: Grid  # the very-high-resolution image's grid (TreeSatAI: the aerial tif's own, 304 x 304 at 0.2 m)
     sentinel: Grid  # the Sentinel time series' grid (TreeSatAI: 6 x 6 at 10 m, centred on `vhr`)
     year: int  # acquisition year of the VHR image
-
-
-def centred_grid(outer: Grid, shape: tuple[int, int], res: float = SENTINEL_RES, decimals: int = 6) -> Grid:
-    """The north-up `shape` grid of `res` pixels in `outer`'s CRS sharing its centre.
-
-    The origin is rounded to `decimals` (1 um) so that pixel sizes such as 0.2000000000001 in real
-    TreeSatAI files leave no float noise in the grid.
-    """
-    t = outer.transform
-    cx = t.c + t.a * outer.width / 2
-    cy = t.f + t.e * outer.height / 2
-    left = round(cx - res * shape[1] / 2, decimals)
-    top = round(cy + res * shape[0] / 2, decimals)
-    return Grid(outer.crs, Affine(res, 0.0, left, 0.0, -res, top), (int(shape[0]), int(shape[1])))

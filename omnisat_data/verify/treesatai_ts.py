@@ -20,7 +20,7 @@ import rasterio
 
 from omnisat_data.formats.treesatai_ts import DATE_TOKEN, H5_NAMES, S2_BANDS
 from omnisat_data.geo.grid import Grid, crs_string
-from omnisat_data.geo.tile import centred_grid
+from omnisat_data.geo.tile import SENTINEL_RES
 from omnisat_data.stac.products import token_time
 
 from .shift import estimate_shifts
@@ -29,7 +29,6 @@ DATASETS = {"sen-2-data": 4, "sen-2-masks": 4, "sen-2-products": 1, "sen-1-asc-d
             "sen-1-des-data": 4, "sen-1-des-products": 1}
 TOKEN_OF = {H5_NAMES[s]: DATE_TOKEN[s] for s in H5_NAMES}  # keyed by h5 name
 S2_PAIR = {"nir": S2_BANDS.index("B08"), "red": S2_BANDS.index("B04")}
-SENTINEL_RES = 10.0
 
 
 @dataclass(frozen=True)
@@ -212,7 +211,7 @@ def check_manifest(layout: Layout, name: str, grid: Grid, problems: list[str]) -
     except (ValueError, UnicodeDecodeError) as error:  # one bad manifest item is this tile's problem, not verify's
         problems.append(f"{name}: stac/items/{name}.json: unreadable ({' '.join(str(error).split())[:120]})")
         return
-    expected = centred_grid(grid, (6, 6))
+    expected = grid.centred((6, 6), SENTINEL_RES)
     written = props.get("proj:transform")
     if written is None or not np.allclose(written[:6], list(expected.transform)[:6], atol=1e-3):
         problems.append(f"{name}: stac/items/{name}.json: proj:transform {written} is not the 6 x 6 10 m grid "
@@ -242,7 +241,7 @@ def estimate_tile_shifts(
     origin = ((grid.height - 6 * block) / 2, (grid.width - 6 * block) / 2)
     lattice = None
     if lattice_m:
-        tile = centred_grid(grid, (6, 6))
+        tile = grid.centred((6, 6), SENTINEL_RES)
         lattice = ((-tile.transform.f / lattice_m) % 1.0, (tile.transform.c / lattice_m) % 1.0)
     bands = ("nir", "red") if pair == "both" else (pair,)
     targets = np.concatenate([s2[:, S2_PAIR[b]] for b in bands]).astype(np.float64)  # every band in one call
