@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from omnisat_data.sim.world.config import PRESETS
 from omnisat_data.sim.world.make import make_world, plan_world
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess:
+    """A command as a user runs it: `python -m cli.data ...` or `python -m cli.model ...` (args after -m)."""
+    return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout)
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, needle: str) -> None:
+    """Bad input: exit code 2 and one line on stderr that says `needle`."""
+    assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 @pytest.fixture(scope="session")

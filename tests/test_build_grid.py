@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import rasterio
+from conftest import assert_one_line_error, run_cli
 from pyproj import Transformer
 from shapely.geometry import Polygon
 from world_truth import exact_area_average, expected_s1, expected_s2_series
@@ -211,50 +210,15 @@ def test_bbox_grid_is_aligned():
     (["--tiles", "missing.geojson"], "missing.geojson"),
 ])
 def test_bad_grid_input_is_one_line(world, tmp_path, args, message):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli.data",
-            "build",
-            "grid",
-            "--recipe",
-            str(ROOT / "recipes" / "grid-demo.toml"),
-            "--out",
-            str(tmp_path / "o"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
-    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = run_cli("cli.data", "build", "grid", "--recipe", ROOT / "recipes" / "grid-demo.toml", "--out", tmp_path / "o",
+                *args, cwd=tmp_path)
+    assert_one_line_error(r, message)
 
 
 def test_pastis_hd_grid_must_be_utm(world, tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli.data",
-            "build",
-            "grid",
-            "--recipe",
-            str(ROOT / "recipes" / "pastis-hd-demo.toml"),
-            "--bbox",
-            "7.6,48.58,7.61,48.59",
-            "--crs",
-            LAEA,
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert r.returncode == 2 and "UTM grid" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = run_cli("cli.data", "build", "grid", "--recipe", ROOT / "recipes" / "pastis-hd-demo.toml", "--bbox",
+                "7.6,48.58,7.61,48.59", "--crs", LAEA, "--out", tmp_path / "o")
+    assert_one_line_error(r, "UTM grid")
 
 
 def _own_tile(left: float, top: float, size: float, crs: str = "EPSG:32632"):

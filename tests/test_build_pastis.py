@@ -8,13 +8,12 @@ import dataclasses
 import datetime as dt
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from conftest import assert_one_line_error, run_cli
 from world_truth import exact_area_average, expected_s1, expected_s2
 
 from omnisat_data.build.pastis_hd import PastisConfig, build_pastis, record_path
@@ -107,10 +106,9 @@ def test_bad_pastis_input_is_named(world, tmp_path):
     assert stretched.patches == () and "not a 1280 m square" in stretched.problems[0][1]
     unknown = read_pastis(tree(lambda f: f["properties"].__setitem__("TILE", "t99zzz")))
     assert unknown.patches == () and "t99zzz" in unknown.problems[0][1]
-    r = subprocess.run([sys.executable, "-m", "cli.data", "build", "pastis-r", "--source", str(tmp_path / "none"),
-                        "--recipe", str(ROOT / "recipes" / "pastis-hd-demo.toml"), "--out", str(tmp_path / "o")],
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 2 and "metadata.geojson" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = run_cli("cli.data", "build", "pastis-r", "--source", tmp_path / "none", "--recipe",
+                ROOT / "recipes" / "pastis-hd-demo.toml", "--out", tmp_path / "o")
+    assert_one_line_error(r, "metadata.geojson")
 
 
 def test_verify_pastis_hd_names_planted_defects(pastis_hd, tmp_path):
@@ -309,36 +307,14 @@ def test_dask_cluster_pastis_build_equals_local_build(refetched, world, tmp_path
 
 def test_pastis_output_inside_the_source_is_refused(world, tmp_path):
     import shutil
-    import subprocess
-    import sys
 
     source = tmp_path / "PASTIS-R"
     shutil.copytree(world / "sources" / "PASTIS-R", source)
     names = sorted(str(p.relative_to(source)) for p in source.rglob("*"))
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli.data",
-            "build",
-            "pastis-r",
-            "--source",
-            str(source),
-            "--recipe",
-            str(ROOT / "recipes" / "pastis-hd-demo.toml"),
-            "--catalog",
-            str(world / "stac" / "items.ndjson"),
-            "--out",
-            str(source),
-            "--workers",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert r.returncode == 2 and "never writes into" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = run_cli("cli.data", "build", "pastis-r", "--source", source, "--recipe",
+                ROOT / "recipes" / "pastis-hd-demo.toml", "--catalog", world / "stac" / "items.ndjson", "--out",
+                source, "--workers", "0")
+    assert_one_line_error(r, "never writes into")
     assert sorted(str(p.relative_to(source)) for p in source.rglob("*")) == names
 
 

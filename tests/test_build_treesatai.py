@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import recipe_for
+from conftest import assert_one_line_error, recipe_for, run_cli
 from pyproj import Transformer
 from world_truth import check_series_file
 
@@ -362,42 +362,17 @@ def test_injected_faults_are_retried_isolated_or_refused(built, world, truth, tm
 
 
 def test_cli_errors_are_one_line(world, tmp_path):
-    base = [sys.executable, "-m", "cli.data", "build", "treesatai"]
     bad = tmp_path / "bad.toml"
     bad.write_text('format = "treesatai-ts"\n[s2]\ncollection = "x"\n')
+    source, demo, out = world / "sources" / "treesatai", ROOT / "recipes" / "demo.toml", tmp_path / "o"
     cases = [
-        (
-            [
-                "--source",
-                str(tmp_path / "nope"),
-                "--recipe",
-                str(ROOT / "recipes" / "demo.toml"),
-                "--out",
-                str(tmp_path / "o"),
-            ],
-            "nope",
-        ),
-        (
-            ["--source", str(world / "sources" / "treesatai"), "--recipe", str(bad), "--out", str(tmp_path / "o")],
-            "[s1] missing",
-        ),
-        (
-            [
-                "--source",
-                str(world / "sources" / "treesatai"),
-                "--recipe",
-                str(ROOT / "recipes" / "demo.toml"),
-                "--out",
-                str(tmp_path / "o"),
-                "--limit",
-                "0",
-            ],
-            "--limit",
-        ),
+        (["--source", tmp_path / "nope", "--recipe", demo, "--out", out], "nope"),
+        (["--source", source, "--recipe", tmp_path / "missing.toml", "--out", out], "missing.toml"),
+        (["--source", source, "--recipe", bad, "--out", out], "[s1] missing"),
+        (["--source", source, "--recipe", demo, "--out", out, "--limit", "0"], "--limit"),
     ]
     for args, needle in cases:
-        r = subprocess.run(base + args, capture_output=True, text=True, cwd=ROOT, timeout=120)
-        assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert_one_line_error(run_cli("cli.data", "build", "treesatai", *args), needle)
 
 
 def test_dry_run_plans_without_writing(world, tmp_path):
@@ -423,28 +398,9 @@ def test_dask_cluster_build_equals_local_build(built, world, tmp_path):
 
 
 def test_unreachable_scheduler_is_one_line(world, tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli.data",
-            "build",
-            "treesatai",
-            "--source",
-            str(world / "sources" / "treesatai"),
-            "--recipe",
-            str(ROOT / "recipes" / "demo.toml"),
-            "--out",
-            str(tmp_path / "o"),
-            "--scheduler",
-            "tcp://127.0.0.1:9",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert r.returncode == 2 and "tcp://127.0.0.1:9" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = run_cli("cli.data", "build", "treesatai", "--source", world / "sources" / "treesatai", "--recipe",
+                ROOT / "recipes" / "demo.toml", "--out", tmp_path / "o", "--scheduler", "tcp://127.0.0.1:9")
+    assert_one_line_error(r, "tcp://127.0.0.1:9")
 
 
 @pytest.mark.slow
