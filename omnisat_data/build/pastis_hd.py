@@ -46,7 +46,7 @@ from omnisat_data.io.paths import check_apart, without_queries
 from omnisat_data.io.raster import write_gtiff
 from omnisat_data.io.workers import check_scheduler, executor
 from omnisat_data.recipe import Recipe, RecipeError
-from omnisat_data.stac.acquisitions import Acquisition
+from omnisat_data.stac.acquisitions import Acquisition, signed
 from omnisat_data.stac.gdal import gdal_http_env
 from omnisat_data.stac.products import s2_tile
 from omnisat_data.stac.search import Catalog, Search, cached_catalog
@@ -95,12 +95,12 @@ class PastisConfig:
 # -- the unit of work (runs in a worker process) -------------------------------------------------------
 
 def vhr_unit(href: str, targets: list[tuple[str, dict, str]], header_bytes: int = 16384,
-             timeout_s: float = 30.0) -> dict[str, str]:
+             timeout_s: float = 30.0, sign: str = "never") -> dict[str, str]:
     """Open one VHR image; for each (tile name, VHR grid as dict, output path): read the window under
     the tile, area-average every band onto the grid, write the uint8 tif. Returns name -> "" (done) or
     the reason."""
     results = {}
-    with rasterio.Env(**gdal_http_env(header_bytes, timeout_s)), rasterio.open(href) as src:
+    with rasterio.Env(**gdal_http_env(header_bytes, timeout_s)), rasterio.open(signed(href, sign)) as src:
         crs = crs_string(src.crs)
         source = Grid(crs, src.transform, (src.height, src.width))
         for name, grid_dict, path in targets:
@@ -240,7 +240,8 @@ def add_vhr(tiles: list[Tile], every_tile: list[Tile], recipe: Recipe, year: int
     done = []
     with executor(workers, scheduler) as pool:
         futures = [(pool.submit(vhr_unit, href, [(t.name, t.vhr.to_dict(), str(path_of(t.name))) for t in members],
-                                header_bytes=recipe.vhr.header_bytes, timeout_s=recipe.vhr.timeout_s), members)
+                                header_bytes=recipe.vhr.header_bytes, timeout_s=recipe.vhr.timeout_s,
+                                sign=recipe.vhr.sign), members)
                    for href, members in assigned.values()]
         for k, (future, members) in enumerate(futures):
             try:

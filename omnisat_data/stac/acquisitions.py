@@ -9,7 +9,6 @@ band order and the DN offset that harmonises Sentinel-2 values. Items that canno
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -18,10 +17,11 @@ import pystac
 from omnisat_data.recipe import SourceRecipe
 
 from .items import ItemError, canonical_assets, orbit_direction, s2_offset_dn
+from .products import esa_product_name
 
-# The dataset reads dates from the product name: token 2 for Sentinel-2, token 4 for Sentinel-1.
-_S2_NAME = re.compile(r"^S2[A-D]_MSIL2A_\d{8}T\d{6}_[A-Za-z0-9_]+$")
-_S1_NAME = re.compile(r"^S1[A-D]_[A-Z0-9]{2}_[A-Z0-9_]{4}_[A-Z0-9]{4}_\d{8}T\d{6}_\d{8}T\d{6}_[A-Za-z0-9_]+$")
+# The dataset reads dates from the product name (token 2 for Sentinel-2, token 4 for Sentinel-1), so an
+# item without a whole ESA name is refused; so is a Sentinel-1 item without VV and VH, or in radar geometry.
+PROJECTION_FIELDS = ("proj:code", "proj:epsg", "proj:wkt2", "proj:projjson")
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,19 @@ def _hrefs(item: pystac.Item, keys: tuple[str, ...]) -> tuple[tuple[str, str], .
     return tuple(out)
 
 
+def _product(sensor: str, item: pystac.Item) -> str:
+    hrefs = [a.href for a in item.assets.values()]
+    product = esa_product_name(sensor, item.id, item.properties, hrefs)
+    if product is None:
+        field = "s2:product_uri" if sensor == "s2" else "s1:product_identifier"
+        kind = "Sentinel-2 L2A" if sensor == "s2" else "Sentinel-1"
+        raise ItemError(f"item {item.id!r}: no ESA {kind} product name in {field}, the id or an asset href "
+                        f"(the dataset reads the date from it)")
+    return product
+
+
 def s2_acquisition(item: pystac.Item, source: SourceRecipe) -> Acquisition:
-    product = str(item.properties.get("s2:product_uri") or item.id).removesuffix(".SAFE")
-    if not _S2_NAME.match(product):
-        raise ItemError(f"item {item.id!r}: product name {product!r} is not an ESA Sentinel-2 L2A name "
-                        "(the dataset reads the date from its token 2)")
+    product = _product("s2", item)
     keys = source.assets + (("SCL",) if source.mask_source == "scl" else source.masks)
     hrefs = _hrefs(item, keys)
     offset = 0
@@ -85,11 +93,18 @@ def s2_acquisition(item: pystac.Item, source: SourceRecipe) -> Acquisition:
 
 
 def s1_acquisition(item: pystac.Item, source: SourceRecipe) -> Acquisition:
-    product = str(item.properties.get("s1:product_identifier") or item.id)
-    if not _S1_NAME.match(product):
-        raise ItemError(f"item {item.id!r}: product name {product!r} is not an ESA Sentinel-1 name "
-                        "(the dataset reads the date from its token 4)")
-    series = "s1-asc" if orbit_direction(item.id, item.properties) == "ascending" else "s1-des"
+    props = item.properties
+    polarizations = [str(p).upper() for p in props.get("sar:polarizations") or ()]
+    if polarizations and not {"VV", "VH"} <= set(polarizations):
+        raise ItemError(f"item {item.id!r}: sar:polarizations is {polarizations}: the dataset holds VV and VH")
+    projected = any(props.get(f) for f in PROJECTION_FIELDS) or any(
+        a.extra_fields.get(f) for a in item.assets.values() for f in PROJECTION_FIELDS)
+    if not projected:
+        raise ItemError(f"item {item.id!r}: no proj:code or proj:epsg: a Sentinel-1 "
+                        f"{props.get('sar:product_type', '')} in radar geometry; use a terrain-corrected "
+                        "collection (Planetary Computer's sentinel-1-rtc)")
+    product = _product("s1", item)
+    series = "s1-asc" if orbit_direction(item.id, props) == "ascending" else "s1-des"
     return Acquisition(item.id, product, series, _sensing_time(item), _hrefs(item, source.assets), 0, source.sign)
 
 

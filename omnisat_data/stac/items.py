@@ -10,10 +10,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-# Earth Search v1 common names -> Sentinel-2 band names (Planetary Computer's keys are the band names).
+# Earth Search v1 common names -> Sentinel-2 band names (Planetary Computer's keys are the band names);
+# its sentinel-2-c1-l2a collection also serves the cloud and snow probability masks (CLD_20m, SNW_20m).
 EARTH_SEARCH_S2 = {"coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05",
                    "rededge2": "B06", "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09",
-                   "swir16": "B11", "swir22": "B12", "scl": "SCL"}
+                   "swir16": "B11", "swir22": "B12", "scl": "SCL", "cloud": "CLD", "snow": "SNW"}
 _RESOLUTION_SUFFIX = re.compile(r"^(?P<key>.+)_(?P<res>\d+)m$")  # Copernicus Data Space: B02_10m, SCL_20m
 HARMONISATION_DN = 1000  # ESA BOA_ADD_OFFSET from processing baseline 04.00 (25 Jan 2022)
 
@@ -37,10 +38,12 @@ def canonical_assets(assets: Mapping[str, Any]) -> dict[str, str]:
 
 
 def processing_baseline(item_id: str, properties: Mapping[str, Any]) -> float | None:
-    """`s2:processing_baseline` ("04.00"), else the `_Nxxyy_` token of the product name or id."""
-    value = properties.get("s2:processing_baseline")
-    if value is not None:
-        return float(value)
+    """`s2:processing_baseline` ("04.00"; Planetary Computer, Earth Search) or `processing:version`
+    ("05.00"; Copernicus Data Space, STAC 1.1), else the `_Nxxyy_` token of the product name or id."""
+    for key in ("s2:processing_baseline", "processing:version"):
+        value = properties.get(key)
+        if value is not None:
+            return float(value)
     for text in (properties.get("s2:product_uri", ""), item_id):
         if m := re.search(r"_N(\d{2})(\d{2})_", str(text)):
             return float(f"{m[1]}.{m[2]}")
@@ -50,15 +53,19 @@ def processing_baseline(item_id: str, properties: Mapping[str, Any]) -> float | 
 def s2_offset_dn(item_id: str, properties: Mapping[str, Any], asset: Mapping[str, Any] | None = None) -> int:
     """DN to add to a Sentinel-2 L2A band so that it matches pre-04.00 values (0 or -1000).
 
-    `earthsearch:boa_offset_applied` true: the COG is already harmonised. Else a `raster:bands`
-    offset (reflectance units, with its scale) says it; else the processing baseline does.
+    `earthsearch:boa_offset_applied` true: the COG is already harmonised. Else the asset's offset
+    (reflectance units, with its scale) says it: `raster:offset` / `raster:scale` on the asset (STAC 1.1:
+    Copernicus Data Space) or in its `raster:bands` (STAC 1.0: Earth Search); else the processing
+    baseline does (Planetary Computer).
     """
     if properties.get("earthsearch:boa_offset_applied") is True:
         return 0
-    bands = (asset or {}).get("raster:bands") or []
-    if bands and bands[0].get("offset") not in (None, 0, 0.0):
-        scale = bands[0].get("scale") or 1e-4
-        return int(round(bands[0]["offset"] / scale))
+    asset = asset or {}
+    bands = asset.get("raster:bands") or [{}]
+    offset = asset.get("raster:offset", bands[0].get("offset"))
+    if offset not in (None, 0, 0.0):
+        scale = asset.get("raster:scale", bands[0].get("scale")) or 1e-4
+        return int(round(offset / scale))
     baseline = processing_baseline(item_id, properties)
     if baseline is None:
         raise ItemError(f"item {item_id}: no s2:processing_baseline and no _Nxxyy_ token in its name")
