@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from .render import (
     print_items,
     print_pastis_report,
     print_plan,
+    print_servers,
     print_world,
     progress_bar,
     stage_progress,
@@ -65,7 +65,9 @@ def world_make(
     config: Path | None = typer.Option(None, help="TOML file whose [world] table overrides the preset."),
     seed: int | None = typer.Option(None, help="Random seed of the world."),
     workers: int | None = typer.Option(None, help="Worker processes (default: all cores)."),
-    catalog_style: str = typer.Option("planetary-computer", help="Asset keys: planetary-computer or earth-search."),
+    catalog_style: str = typer.Option(
+        "planetary-computer", help="How the items read: planetary-computer, earth-search or cdse (Copernicus Data "
+        "Space: JPEG 2000 on s3://eodata, served by `stac serve` on a local S3 endpoint)."),
 ) -> None:
     """Generate a synthetic world: Sentinel-2/1, aerial and SPOT-like COGs, STAC items, source benchmarks."""
     from omnisat_data.sim.world.config import load_world_config
@@ -96,8 +98,7 @@ def stac_serve(
         servers.start()
     except _known_errors() as exc:
         fail(error_text(exc))
-    print(json.dumps({"stac_api": servers.api.url, "assets": servers.assets.url}), flush=True)
-    console.print(f"STAC API {servers.api.url}  assets {servers.assets.url}  (Ctrl-C to stop)")
+    print_servers(servers)
     servers.serve_forever()
     console.print("servers stopped")
 

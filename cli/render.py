@@ -185,6 +185,19 @@ def print_world(summary: dict, folder: Path) -> None:
     console.print(f"world written to {folder} in {summary['seconds']['total']:.1f} s: {counts}", highlight=False)
 
 
+def print_servers(servers) -> None:
+    """`stac serve`: one JSON line for scripts (the API, the assets, an S3 endpoint's GDAL environment), then
+    the same for people."""
+    import json
+
+    s3 = servers.s3.gdal_env() if servers.s3 is not None else None
+    print(json.dumps({"stac_api": servers.api.url, "assets": servers.assets.url,
+                      **({"s3_env": s3} if s3 else {})}), flush=True)
+    console.print(f"STAC API {servers.api.url}  assets {servers.assets.url}  (Ctrl-C to stop)", highlight=False)
+    if s3:
+        console.print("s3:// assets: " + " ".join(f"{k}={v}" for k, v in s3.items()), highlight=False)
+
+
 def print_items(items: list, count: int) -> None:
     """`stac search`: id and datetime of the first items, then how many were found."""
     for item in items:

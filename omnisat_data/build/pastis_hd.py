@@ -287,7 +287,7 @@ def sentinel_specs(recipe: Recipe) -> dict[str, ReadSpec]:
     spec1 = ReadSpec(recipe.s1.assets, recipe.s1.resampling, header_bytes=recipe.s1.header_bytes,
                      timeout_s=recipe.s1.timeout_s)
     return {"s2": ReadSpec(recipe.s2.assets, recipe.s2.resampling, round_values=True,
-                           header_bytes=recipe.s2.header_bytes, timeout_s=recipe.s2.timeout_s),
+                           header_bytes=recipe.s2.header_bytes, timeout_s=recipe.s2.timeout_s, band_nodata=0),
              "s1-asc": spec1, "s1-des": spec1}
 
 

@@ -38,6 +38,9 @@ class ReadSpec:
     round_values: bool = False  # Sentinel-2: whole-number DN and percentages, as the released files
     header_bytes: int = 16384  # fetched when opening each asset (recipe field of the same name)
     timeout_s: float = 30.0  # bound of every HTTP wait (recipe field of the same name)
+    # nodata of the bands (and SCL) when the file declares none: ESA's Sentinel-2 L2A JPEG 2000 (Copernicus
+    # Data Space) carry no nodata flag; the product says 0 is no data. Probability masks: 0 is a value.
+    band_nodata: float | None = None
 
 
 def _block_rect(w: Window, block: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -101,14 +104,15 @@ def _block_bytes(src, blocks: set[tuple[int, int]]) -> int:
     return total
 
 
-def _read_asset(src, source: Grid, method: str, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, int]:
+def _read_asset(src, source: Grid, method: str, cols: np.ndarray, rows: np.ndarray,
+                nodata: float | None = None) -> tuple[np.ndarray, int]:
     """(n_tiles, H, W) float64 values of a one-band asset (`source`: its grid) at the tiles' fractional pixel
-    coordinates, and the compressed bytes of the blocks read."""
+    coordinates, and the compressed bytes of the blocks read. `nodata`: when the file declares none."""
     shape = source.shape
     block = tuple(src.block_shapes[0])
     windows = [support(c, r, method, shape) for c, r in zip(cols, rows)]
     out = np.full(cols.shape, np.nan)
-    nodata = src.nodata
+    nodata = src.nodata if src.nodata is not None else nodata
     touched: set[tuple[int, int]] = set()
     for window, members in plan_reads(windows, block):
         touched |= _blocks(_block_rect(window, block))
@@ -148,7 +152,8 @@ def read_acquisition(acq: Acquisition, grids: tuple[Grid, ...], spec: ReadSpec) 
                         centres[crs] = (np.stack([p[0] for p in xy]), np.stack([p[1] for p in xy]))
                     source = Grid(crs, src.transform, (src.height, src.width))
                     cols, rows = source.fractional_pixels(*centres[crs])
-                    values, block_bytes = _read_asset(src, source, method, cols, rows)
+                    fallback = spec.band_nodata if k < len(spec.bands) or spec.mask_source == "scl" else None
+                    values, block_bytes = _read_asset(src, source, method, cols, rows, fallback)
                     nbytes += block_bytes
             except (rasterio.errors.RasterioError, ValueError, OSError) as error:
                 reason = " ".join(str(error).split())

@@ -136,7 +136,8 @@ def read_spec(recipe: Recipe, series: str) -> ReadSpec:
         s2 = recipe.s2
         return ReadSpec(s2.assets, s2.resampling, s2.mask_resampling,
                         "none" if s2.mask_source == "none" or (s2.mask_source == "probability" and not s2.masks)
-                        else s2.mask_source, round_values=True, header_bytes=s2.header_bytes, timeout_s=s2.timeout_s)
+                        else s2.mask_source, round_values=True, header_bytes=s2.header_bytes, timeout_s=s2.timeout_s,
+                        band_nodata=0)
     return ReadSpec(recipe.s1.assets, recipe.s1.resampling, header_bytes=recipe.s1.header_bytes,
                     timeout_s=recipe.s1.timeout_s)
 

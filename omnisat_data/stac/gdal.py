@@ -16,10 +16,15 @@ def gdal_http_env(header_bytes: int = 16384, timeout_s: float = 30.0) -> dict[st
     server in the reader's own process that listing can block (GIL) and hang. Every wait is bounded:
     `timeout_s` (recipe field of the same name) caps connecting and a request, and a transfer that
     stalls (under 1 byte/s) for half of it is dropped; failed requests are retried 5 times.
+
+    s3:// hrefs (Copernicus Data Space's eodata) are read through /vsis3/ with GDAL's own settings from the
+    environment: AWS_S3_ENDPOINT (eodata.dataspace.copernicus.eu), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    AWS_VIRTUAL_HOSTING=FALSE, AWS_HTTPS=YES (README "Catalogs"); nothing here holds or logs a key.
     """
     return {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF",
+        # COGs, and Copernicus Data Space's JPEG 2000 (the list holds for /vsis3/ too)
+        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.jp2",
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
         "GDAL_HTTP_MULTIRANGE": "YES",
         "GDAL_HTTP_MAX_RETRY": "5",

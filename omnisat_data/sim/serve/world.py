@@ -11,6 +11,7 @@ from omnisat_data.stac.search import resolve_href
 
 from .assets import AssetServer
 from .pgstac import PgStacServer
+from .s3 import S3Server
 
 
 class WorldNotFound(FileNotFoundError):
@@ -53,12 +54,16 @@ class WorldServers:
         self._tmp = Path(tempfile.mkdtemp(prefix="omnisat-world-items-"))
         self.items_served = rewrite_items(self.items_file, self.assets.url, self._tmp / "items.ndjson")
         self.api = PgStacServer(self.collections, [self.items_served], port=api_port, db_port=db_port, pg_bin=pg_bin)
+        # a Copernicus Data Space style world keeps its Sentinel-2 objects in s3/<bucket>/: a local S3 endpoint
+        self.s3 = S3Server(self.world / "s3") if (self.world / "s3").is_dir() else None
         self._stack = ExitStack()
 
     def start(self) -> WorldServers:
         with ExitStack() as stack:
             stack.enter_context(self.assets)
             stack.enter_context(self.api)
+            if self.s3 is not None:
+                stack.enter_context(self.s3)
             self._stack = stack.pop_all()
         return self
 

@@ -6,6 +6,8 @@ Layout of a world folder:
     stac/collections/<id>.json
     stac/items.ndjson               every item; asset hrefs relative to the world folder ("data/...")
     data/<collection>/<item>/<asset>.tif
+    s3/eodata/Sentinel-2/...jp2     --catalog-style cdse: the Sentinel-2 assets as Copernicus Data Space keeps
+                                    them (JPEG 2000, lossless), served by `stac serve` on a local S3 endpoint
     sources/treesatai/...           TreeSatAI archive tree (datasets spec §1)
     sources/PASTIS-R/...            PASTIS-R tree (datasets spec §3)
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 
 from omnisat_data.io.atomic import write_json
 from omnisat_data.io.raster import write_cog
@@ -73,7 +76,19 @@ def plan_world(cfg: WorldConfig) -> Plan:
 
 # -- jobs (run in worker processes; pure apart from writing their own files) ---------------------------
 
-def render_s2_group(cfg: WorldConfig, scenes: list[S2Scene], root: str) -> dict[str, float]:
+def write_jp2(source: Path, target: Path) -> None:
+    """A lossless JPEG 2000 copy of a raster (reversible 5/3 wavelet, as ESA's L2A products), 256 px
+    code-blocks tiles, no sidecar file (a reader over S3 sees only the .jp2, as on eodata)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp.jp2")
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(source) as src:
+        rasterio.shutil.copy(src, tmp, driver="JP2OpenJPEG", QUALITY="100", REVERSIBLE="YES", BLOCKXSIZE="256",
+                             BLOCKYSIZE="256", RESOLUTIONS="1", YCBCR420="NO")
+    os.replace(tmp, target)
+
+
+def render_s2_group(cfg: WorldConfig, scenes: list[S2Scene], root: str, style: str = "planetary-computer",
+                    ) -> dict[str, float]:
     """Render scenes that share a grid and geolocation error; return eo:cloud_cover per item."""
     field = Field(cfg)
     first = scenes[0]
@@ -93,6 +108,9 @@ def render_s2_group(cfg: WorldConfig, scenes: list[S2Scene], root: str) -> dict[
             # SCL 0 means no data; a probability of 0 is a value (ESA's MSK_*PRB have no nodata).
             write_cog(folder / f"{name}.tif", array, grids[20], 0 if name == "SCL" else None, SMALL_BLOCK,
                       resampling="NEAREST" if name == "SCL" else "AVERAGE")
+        if style == "cdse":
+            for band in stac.CDSE_ASSETS:
+                write_jp2(folder / f"{band}.tif", Path(root) / "s3" / stac.CDSE_BUCKET / stac.cdse_key(scene, band))
         valid = masks["SCL"] > 0
         cloudy = np.isin(masks["SCL"], (SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH)) & valid
         cover[scene.item_id] = 100.0 * cloudy.sum() / max(valid.sum(), 1)
@@ -131,7 +149,7 @@ def _s2_groups(scenes: list[S2Scene], size: int = 12) -> list[list[S2Scene]]:
 
 # -- orchestration ------------------------------------------------------------------------------------
 
-STYLES = ("planetary-computer", "earth-search")  # whose asset keys and item properties the world's items use
+STYLES = ("planetary-computer", "earth-search", "cdse")  # whose keys, hrefs and properties the items use
 
 
 def make_world(root: Path, cfg: WorldConfig, workers: int | None = None, style: str = "planetary-computer",
@@ -150,7 +168,7 @@ def make_world(root: Path, cfg: WorldConfig, workers: int | None = None, style: 
     if plan.spot is not None:  # the longest job goes first
         jobs.append((render_vhr, cfg, plan.spot, stac.SPOT_COLLECTION, "spot", str(root)))
     jobs += [(render_vhr, cfg, s, stac.AERIAL_COLLECTION, "aerial", str(root)) for s in plan.aerial]
-    jobs += [(render_s2_group, cfg, g, str(root)) for g in _s2_groups(plan.s2)]
+    jobs += [(render_s2_group, cfg, g, str(root), style) for g in _s2_groups(plan.s2)]
     jobs += [(render_s1_batch, cfg, b, str(root)) for b in _chunks(plan.s1, 8)]
     cloud_cover: dict[str, float] = {}
     with executor(workers or os.cpu_count() or 1) as pool:  # the builds' pools (spawn)

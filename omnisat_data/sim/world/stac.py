@@ -22,13 +22,14 @@ from .render import S1_NODATA, S2_NODATA
 from .scenes import AerialScene, S1Scene, S2Scene, SpotScene
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+JP2 = "image/jp2"
 S2_COLLECTION, S1_COLLECTION = "sentinel-2-l2a", "sentinel-1-rtc"
 AERIAL_COLLECTION, SPOT_COLLECTION = "aerial-cir-20cm", "spot-rgb-1m"
 
 EARTH_SEARCH_KEYS = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1",
                      "B06": "rededge2", "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09",
-                     "B11": "swir16", "B12": "swir22", "SCL": "scl", "CLD": "cloud_probability",
-                     "SNW": "snow_probability"}
+                     "B11": "swir16", "B12": "swir22", "SCL": "scl",
+                     "CLD": "cloud", "SNW": "snow"}  # the masks as sentinel-2-c1-l2a serves them
 COMMON_NAMES = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge", "B06": "rededge",
                 "B07": "rededge", "B08": "nir", "B8A": "nir08", "B09": "nir09", "B11": "swir16", "B12": "swir22"}
 WAVELENGTH = {"B01": 0.443, "B02": 0.49, "B03": 0.56, "B04": 0.665, "B05": 0.705, "B06": 0.74, "B07": 0.783,
@@ -56,9 +57,10 @@ def _proj_fields(grid: Grid) -> dict:
 
 
 def _item(
-    item_id: str, geometry: Polygon, when: dt.datetime, collection: str, properties: dict, crs: str
+    item_id: str, geometry: Polygon, when: dt.datetime, collection: str, properties: dict, crs: str,
+    item_level_proj: bool = True,
 ) -> pystac.Item:
-    props = {"proj:epsg": _epsg(crs), "proj:code": crs, **properties}
+    props = {"proj:epsg": _epsg(crs), "proj:code": crs, **properties} if item_level_proj else dict(properties)
     item = pystac.Item(id=item_id, geometry=mapping(geometry), bbox=list(geometry.bounds), datetime=when,
                        properties=props, collection=collection)
     # STAC requires a "collection" link when the field is set; relative to stac/items.ndjson.
@@ -90,8 +92,25 @@ def s2_valid_polygon(scene: S2Scene, aoi_top: float) -> Polygon:
     )
 
 
+def cdse_key(scene: S2Scene, band: str) -> str:
+    """Where Copernicus Data Space keeps a band in its eodata bucket: inside the SAFE, by resolution
+    (s3://eodata/Sentinel-2/MSI/L2A/YYYY/MM/DD/<product>.SAFE/GRANULE/<granule>/IMG_DATA/R10m/<tile>_<time>_B02_10m.jp2)."""
+    res = S2_RESOLUTION.get(band, 20)
+    when = scene.datetime
+    granule = f"L2A_T{scene.mgrs}_A{scene.orbit:06d}_{when:%Y%m%dT%H%M%S}"
+    return (f"Sentinel-2/MSI/L2A/{when:%Y/%m/%d}/{scene.product}.SAFE/GRANULE/{granule}/IMG_DATA/R{res}m/"
+            f"T{scene.mgrs}_{when:%Y%m%dT%H%M%S}_{band}_{res}m.jp2")
+
+
+CDSE_BUCKET = "eodata"
+CDSE_ASSETS = S2_BANDS + ("SCL",)  # CDSE serves no snow/cloud probability assets: SCL only
+
+
 def s2_item(scene: S2Scene, cloud_cover: float, aoi_top: float, style: str = "planetary-computer") -> pystac.Item:
-    earth_search = style == "earth-search"
+    """One scene's item the way `style` serves it: Planetary Computer (band-name keys, s2:* properties, ids
+    without the N token), Earth Search (common-name keys, its offset flag) or Copernicus Data Space (the
+    ESA name as id, `B02_10m` keys, JPEG 2000 on s3://eodata, STAC 1.1 raster:offset / processing:version)."""
+    earth_search, cdse = style == "earth-search", style == "cdse"
     props = {
         "platform": scene.platform, "constellation": "Sentinel 2", "instruments": ["msi"],
         "eo:cloud_cover": round(float(cloud_cover), 4), "s2:mgrs_tile": scene.mgrs,
@@ -100,20 +119,31 @@ def s2_item(scene: S2Scene, cloud_cover: float, aoi_top: float, style: str = "pl
     }
     if earth_search:
         props["earthsearch:boa_offset_applied"] = False
+    if cdse:
+        props = {"platform": scene.platform.lower(), "constellation": "sentinel-2", "instruments": ["msi"],
+                 "eo:cloud_cover": round(float(cloud_cover), 4), "grid:code": f"MGRS-{scene.mgrs}",
+                 "processing:version": scene.baseline, "product:type": "S2MSI2A", "sat:relative_orbit": scene.orbit,
+                 "sat:orbit_state": "descending"}
     item_id = scene.item_id
     if earth_search:
         item_id = f"{scene.platform[-2:].replace('-', '')}_{scene.mgrs}_{scene.datetime:%Y%m%d}_0_L2A"
+    if cdse:
+        item_id = scene.product
     item = _item(item_id, footprint_lonlat(scene.grid, s2_valid_polygon(scene, aoi_top)), scene.datetime,
-                 S2_COLLECTION, props, scene.grid.crs)
+                 S2_COLLECTION, props, scene.grid.crs, item_level_proj=not cdse)
     offset = -0.1 if scene.offset_applied else 0.0
-    for band in S2_BANDS + tuple(S2_MASK_ASSETS):
+    for band in CDSE_ASSETS if cdse else S2_BANDS + tuple(S2_MASK_ASSETS):
         res = S2_RESOLUTION.get(band, 20)
         grid = scene.band_grid(res)
-        key = EARTH_SEARCH_KEYS[band] if earth_search else band
+        key = EARTH_SEARCH_KEYS[band] if earth_search else f"{band}_{res}m" if cdse else band
         raster = {"data_type": "uint16" if band in S2_BANDS else "uint8", "spatial_resolution": res}
         if band in S2_BANDS or band == "SCL":  # a probability of 0 is a value, not nodata
             raster["nodata"] = S2_NODATA
         extra: dict = {"gsd": float(res), **_proj_fields(grid)}
+        if cdse:  # STAC 1.1: projection and raster fields on the asset itself
+            extra = {"gsd": float(res), "proj:code": grid.crs, **_proj_fields(grid)}
+            if band in S2_BANDS:
+                extra.update({"raster:scale": 0.0001, "raster:offset": offset})
         if band in S2_BANDS:
             extra["eo:bands"] = [
                 {"name": band, "common_name": COMMON_NAMES[band], "center_wavelength": WAVELENGTH[band]}
@@ -123,9 +153,12 @@ def s2_item(scene: S2Scene, cloud_cover: float, aoi_top: float, style: str = "pl
             roles, title = ["data", "reflectance"], f"Band {band} - {COMMON_NAMES[band]} - {res}m"
         else:
             roles, title = ["data"], S2_MASK_ASSETS[band]
-        extra["raster:bands"] = [raster]
-        item.add_asset(key, pystac.Asset(href=f"../data/{S2_COLLECTION}/{scene.item_id}/{band}.tif", media_type=COG,
-                                         roles=roles, title=title, extra_fields=extra))
+        if not cdse:
+            extra["raster:bands"] = [raster]
+        href = (f"s3://{CDSE_BUCKET}/{cdse_key(scene, band)}" if cdse
+                else f"../data/{S2_COLLECTION}/{scene.item_id}/{band}.tif")
+        item.add_asset(key, pystac.Asset(href=href, media_type=JP2 if cdse else COG, roles=roles, title=title,
+                                         extra_fields=extra))
     return item
 
 
