@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -24,6 +25,28 @@ def scl_recipe(catalog: str):
     """The demo recipe with SCL masks (CDSE serves no snow/cloud probability assets)."""
     recipe = recipe_for(catalog)
     return dataclasses.replace(recipe, s2=dataclasses.replace(recipe.s2, mask_source="scl", masks=()))
+
+
+def assert_same_values(reference: Path, other: Path, stems: list[str], datasets=DATASETS) -> None:
+    for stem in stems:
+        with h5py.File(reference / "sentinel" / f"{stem}.h5") as a, h5py.File(other / "sentinel" / f"{stem}.h5") as b:
+            for name in datasets:
+                np.testing.assert_array_equal(a[name][()], b[name][()], err_msg=f"{other.name} {stem} {name}")
+
+
+@pytest.mark.slow
+def test_an_earth_search_world_builds_the_same_values_with_its_probability_masks(built, tmp_path_factory):
+    out, reference = built  # the Planetary Computer style tiny world, probability masks (SNW, CLD)
+    world = tmp_path_factory.mktemp("earth-search") / "world"
+    make_world(world, PRESETS["tiny"], workers=2, style="earth-search")
+    s2 = next(json.loads(line) for line in (world / "stac" / "items.ndjson").read_text().splitlines()
+              if '"sentinel-2-l2a"' in line)
+    assert {"blue", "nir08", "scl", "cloud", "snow"} <= set(s2["assets"]) and s2["id"].endswith("_0_L2A")
+    es_out = tmp_path_factory.mktemp("es-build") / "out"
+    catalog = str(world / "stac" / "items.ndjson")
+    report = build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe_for(catalog), es_out, workers=0))
+    assert report.failed == {} and report.refused_items == {} and sorted(report.done) == sorted(reference.done)
+    assert_same_values(out, es_out, reference.done)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +88,4 @@ def test_builds_through_vsis3_equal_the_planetary_computer_style_build(cdse_worl
             assert servers.s3.counters.requests > 0  # every Sentinel-2 value came over S3
     for name, report in builds.items():
         assert report.failed == {} and report.refused_items == {} and len(report.done) == len(reference.done) == 8
-        for stem in reference.done:
-            with h5py.File(tmp_path / "pc" / "sentinel" / f"{stem}.h5") as a, \
-                    h5py.File(tmp_path / name / "sentinel" / f"{stem}.h5") as b:
-                for dataset in DATASETS:  # lossless JPEG 2000: the same values, to the bit
-                    np.testing.assert_array_equal(a[dataset][()], b[dataset][()], err_msg=f"{name} {stem} {dataset}")
+        assert_same_values(tmp_path / "pc", tmp_path / name, reference.done)  # lossless JPEG 2000: bit for bit
