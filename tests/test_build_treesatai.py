@@ -523,17 +523,19 @@ def test_a_twice_listed_item_and_a_signed_href_leave_no_trace(built, world, tmp_
             i for i in items if i["collection"] == "sentinel-1-rtc" and i["properties"]["datetime"].startswith("2022")
         )
         broken = json.loads(json.dumps(s1))
-        broken["id"] = s1["id"][:-4] + "EEEE"
+        parts = s1["assets"]["vv"]["href"].split("/")[-2].split("_")  # the ESA name in the path, another datatake
+        product = "_".join(parts[:7] + ["EEEEEE"] + parts[8:])
+        broken["id"] = product.rsplit("_", 1)[0] + "_rtc"
         broken["properties"].pop("s1:product_identifier", None)
         for pol in ("vv", "vh"):  # a port nothing listens on: refused at once
-            broken["assets"][pol]["href"] = f"http://127.0.0.1:9/{pol}.tif?se=2026-12-02&sig=TOPSECRET"
+            broken["assets"][pol]["href"] = f"http://127.0.0.1:9/{product}/{pol}.tif?se=2026-12-02&sig=TOPSECRET"
         items_file.write_text("".join(json.dumps(i) + "\n" for i in items + [s1, broken]))
         out = tmp_path / "out"
         r = subprocess.run(_cli_build(world / "sources" / "treesatai", _recipe_file(tmp_path, str(items_file), 5000),
                                       out), capture_output=True, text=True, cwd=ROOT, timeout=300)
     report = (out / "build-report.json").read_text()
     assert "TOPSECRET" not in report and "TOPSECRET" not in r.stdout + r.stderr
-    assert broken["id"] in report and "127.0.0.1:9/v" in report
+    assert broken["id"] in report and f"127.0.0.1:9/{product}/v" in report
     for h5 in (out / "sentinel").glob("*.h5"):
         with h5py.File(h5, "r") as f:
             products = [p.decode() for p in f["sen-1-des-products"][()]] + [

@@ -78,11 +78,13 @@ def test_item_conventions(world, truth):
         assert t["product"].split("_")[2][:8] == t["datetime"][:10].replace("-", "")  # OmniSat reads token 2
         assert props["eo:cloud_cover"] == pytest.approx(t["cloud_cover"], abs=1e-3)
         assert set(items[item_id]["assets"]) == set(S2_BANDS) | {"SCL", "CLD", "SNW"}
-    for item_id, t in truth["s1"].items():
-        props = items[item_id]["properties"]
-        assert item_id.startswith("S1A_IW_GRDH_1SDV_") and item_id.split("_")[4][:8] == t["datetime"][:10].replace(
+    for product, t in truth["s1"].items():  # Planetary Computer's RTC ids: the ESA name less its unique id, + _rtc
+        item = items[product.rsplit("_", 1)[0] + "_rtc"]
+        props = item["properties"]
+        assert product.startswith("S1A_IW_GRDH_1SDV_") and product.split("_")[4][:8] == t["datetime"][:10].replace(
             "-", ""
         )
+        assert all(f"/{product}/" in a["href"] for a in item["assets"].values())  # the ESA name is in the path
         assert props["sat:orbit_state"] == t["direction"]
         assert props["sar:polarizations"] == ["VV", "VH"]
 

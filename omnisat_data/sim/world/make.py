@@ -181,7 +181,7 @@ def make_world(root: Path, cfg: WorldConfig, workers: int | None = None, style: 
 
     # Catalog.
     items = [stac.s2_item(s, cloud_cover[s.item_id], cfg.aoi_top, style) for s in plan.s2]
-    items += [stac.s1_item(s) for s in plan.s1]
+    items += [stac.s1_item(s, style) for s in plan.s1]
     aerial_items = [stac.vhr_item(s, stac.AERIAL_COLLECTION, AERIAL_BANDS, "aerial-survey") for s in plan.aerial]
     spot_items = [stac.vhr_item(plan.spot, stac.SPOT_COLLECTION, SPOT_BANDS, "SPOT 6")] if plan.spot else []
     items += aerial_items + spot_items

@@ -162,7 +162,17 @@ def s2_item(scene: S2Scene, cloud_cover: float, aoi_top: float, style: str = "pl
     return item
 
 
-def s1_item(scene: S1Scene) -> pystac.Item:
+def pc_rtc_id(product: str) -> str:
+    """Planetary Computer's sentinel-1-rtc item id of an ESA product: the name less its 4-hex unique id,
+    plus `_rtc` (S1A_IW_GRDH_1SDV_..._053498_067DF2_DCEC -> S1A_IW_GRDH_1SDV_..._053498_067DF2_rtc)."""
+    return product.rsplit("_", 1)[0] + "_rtc"
+
+
+def s1_item(scene: S1Scene, style: str = "planetary-computer") -> pystac.Item:
+    """A terrain-corrected Sentinel-1 item as Planetary Computer's sentinel-1-rtc serves it: the `_rtc` id, the
+    ESA name only in the asset path (`.../<ESA name>/vv.tif`). Earth Search style: the ESA name as id and in
+    s1:product_identifier. (Copernicus Data Space serves no terrain-corrected Sentinel-1: its worlds keep
+    Planetary Computer's.)"""
     props = {
         "platform": scene.platform, "constellation": "Sentinel-1", "instruments": ["c-sar"],
         "start_datetime": scene.start.isoformat() + "Z", "end_datetime": scene.stop.isoformat() + "Z",
@@ -170,7 +180,10 @@ def s1_item(scene: S1Scene) -> pystac.Item:
         "sar:product_type": "GRD", "sat:orbit_state": scene.direction, "sat:relative_orbit": scene.orbit,
         "sat:absolute_orbit": scene.absolute_orbit, "s1:resolution": "high", "s1:product_timeliness": "Fast-24h",
     }
-    item = _item(scene.item_id, footprint_lonlat(scene.grid), scene.start, S1_COLLECTION, props, scene.grid.crs)
+    item_id = pc_rtc_id(scene.item_id)
+    if style == "earth-search":
+        item_id, props["s1:product_identifier"] = scene.item_id, scene.item_id
+    item = _item(item_id, footprint_lonlat(scene.grid), scene.start, S1_COLLECTION, props, scene.grid.crs)
     for pol in ("vv", "vh"):
         extra = {"gsd": 10.0, **_proj_fields(scene.grid),
                  "raster:bands": [{"nodata": S1_NODATA, "data_type": "float32", "spatial_resolution": 10}]}
