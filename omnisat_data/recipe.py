@@ -53,6 +53,9 @@ class SourceRecipe:
     mask_source: str = "probability"  # "scl": derive both from the scene classification (catalogs without them)
     mask_resampling: str = "bilinear"
     harmonize: bool = True  # subtract 1000 DN from baseline >= 04.00 scenes, unless the catalog already did
+    # VHR only: the image's bands (1-based) in output order, e.g. NAIP's R, G, B, NIR as TreeSatAI's NIR, G, B, R:
+    # [4, 2, 3, 1]; empty: every band as stored
+    bands: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,13 @@ def _source(where: str, table: Any, base: Path | None) -> SourceRecipe:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 3600:
             raise RecipeError(f"{where}.timeout_s: expected seconds from 1 to 3600, got {value!r}")
         values["timeout_s"] = float(value)
+    if "bands" in table:
+        value = table["bands"]
+        if (not isinstance(value, list) or not value or len(set(value)) != len(value)
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+            raise RecipeError(f"{where}.bands: expected distinct band numbers from 1 (e.g. [4, 2, 3, 1]), "
+                              f"got {value!r}")
+        values["bands"] = tuple(value)
     if "harmonize" in table:
         if not isinstance(table["harmonize"], bool):
             raise RecipeError(f"{where}.harmonize: expected true or false")
@@ -163,6 +173,9 @@ def parse_recipe(data: dict[str, Any], where: str = "recipe", base: Path | None 
     for section in ("s2", "s1"):
         if section not in data:
             raise RecipeError(f"{where}: [{section}] missing")
+        if isinstance(data[section], dict) and "bands" in data[section]:
+            raise RecipeError(f"{where}: [{section}].bands: only [vhr] takes bands (Sentinel assets are one band "
+                              "each: list them in assets)")
     first_year = data.get("first_year", 2017)
     if isinstance(first_year, bool) or not isinstance(first_year, int):
         raise RecipeError(f"{where}: first_year: expected a year, got {first_year!r}")

@@ -320,3 +320,27 @@ def test_pastis_labels_must_be_class_ids(tmp_path, value, message):
         pastis_annotations(read_class_polygons(path, "cls"), _own_tile(left, top, 1280.0))
     with pytest.raises(SourceError, match="no field 'crop'"):
         read_class_polygons(path, "crop")
+
+
+def test_naip_like_rgbn_at_60_cm_is_written_as_treesatai_nir_g_b_r_at_20_cm(world, tmp_path):
+    """A VHR source coarser than the tile grid, bands in another order (NAIP: R, G, B, NIR at 0.6 m): `bands =
+    [4, 2, 3, 1]` writes TreeSatAI's NIR, G, B, R; each 0.2 m pixel is the area average of the 0.6 m pixels
+    under it (one source pixel inside, two or four at their edges), against the exact shapely areas."""
+    recipe = _grid_recipe(world)
+    recipe = dataclasses.replace(recipe, vhr=dataclasses.replace(recipe.vhr, collection="naip", bands=(4, 2, 3, 1)))
+    naip = next((world / "data" / "naip").glob("*/image.tif"))
+    with rasterio.open(naip) as src:  # the 60 m tile cell (UTM 32N, as the sheet) holding the sheet's centre
+        left, bottom, right, top = src.bounds
+        x = (left + right) / 2 // 60 * 60 + 30
+        y = (bottom + top) / 2 // 60 * 60 + 30
+        lon, lat = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True).transform([x - 1, x + 1], [y - 1, y + 1])
+    report = build_grid(GridConfig(recipe, tmp_path / "naip", bbox=(lon[0], lat[0], lon[1], lat[1]), year=2022,
+                                   workers=0))
+    assert report.failed == {} and len(report.done) == 1
+    name = report.done[0]
+    with rasterio.open(tmp_path / "naip" / "aerial" / f"{name}.tif") as aerial, rasterio.open(naip) as src:
+        assert aerial.count == 4 and aerial.res == (0.2, 0.2)
+        data, vhr = aerial.read(), Grid(aerial.crs.to_string(), aerial.transform, (aerial.height, aerial.width))
+        for row, col in np.random.default_rng(2).integers(0, 300, size=(12, 2)):
+            want = exact_area_average(src, vhr, int(row), int(col))[[3, 1, 2, 0]]  # R, G, B, NIR -> NIR, G, B, R
+            assert np.abs(data[:, row, col] - want).max() <= 1.0 + 1e-9, (row, col, data[:, row, col], want)

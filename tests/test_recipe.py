@@ -49,7 +49,11 @@ resolution = 10
         ),
         (
             ('collection = "sentinel-1-rtc"', 'collection = "sentinel-1-rtc"\nbands = 3'),
-            r"\[s1\]\.bands: unknown field",
+            r"\[s1\]\.bands: only \[vhr\] takes bands",
+        ),
+        (
+            ('collection = "sentinel-1-rtc"', 'collection = "sentinel-1-rtc"\nbandz = 3'),
+            r"\[s1\]\.bandz: unknown field",
         ),
         (('format = "treesatai-ts"', 'format = "flair"'), r"format: 'flair' is not one of"),
         (('collection = "sentinel-2-l2a"\n', ""), r"\[s2\]\.collection: missing"),

@@ -58,7 +58,7 @@ def test_items_validate_with_pystac(world):
     by_collection = {}
     for d in items:
         by_collection.setdefault(d["collection"], d)
-    assert set(by_collection) == {"sentinel-2-l2a", "sentinel-1-rtc", "aerial-cir-20cm", "spot-rgb-1m"}
+    assert set(by_collection) == {"sentinel-2-l2a", "sentinel-1-rtc", "aerial-cir-20cm", "spot-rgb-1m", "naip"}
     for d in by_collection.values():
         item = pystac.Item.from_dict({**d, "stac_extensions": []})
         assert item.validate(), item.id

@@ -95,10 +95,10 @@ class PastisConfig:
 # -- the unit of work (runs in a worker process) -------------------------------------------------------
 
 def vhr_unit(href: str, targets: list[tuple[str, dict, str]], header_bytes: int = 16384,
-             timeout_s: float = 30.0, sign: str = "never") -> dict[str, str]:
+             timeout_s: float = 30.0, sign: str = "never", bands: tuple[int, ...] = ()) -> dict[str, str]:
     """Open one VHR image; for each (tile name, VHR grid as dict, output path): read the window under
-    the tile, area-average every band onto the grid, write the uint8 tif. Returns name -> "" (done) or
-    the reason."""
+    the tile, area-average every band (or `bands`, 1-based, in that order) onto the grid, write the uint8
+    tif. Returns name -> "" (done) or the reason."""
     results = {}
     with rasterio.Env(**gdal_http_env(header_bytes, timeout_s)), rasterio.open(signed(href, sign)) as src:
         crs = crs_string(src.crs)
@@ -115,7 +115,7 @@ def vhr_unit(href: str, targets: list[tuple[str, dict, str]], header_bytes: int 
                 )
                 full = rasterio.windows.Window(0, 0, src.width, src.height)
                 window = window.intersection(full)
-                data = src.read(window=window).astype(np.float64)
+                data = src.read(list(bands) or None, window=window).astype(np.float64)
                 values = area_average(data, source, grid, window=Window(
                     int(window.row_off), int(window.col_off), int(window.height), int(window.width)))
                 if np.isnan(values).any():
@@ -241,7 +241,7 @@ def add_vhr(tiles: list[Tile], every_tile: list[Tile], recipe: Recipe, year: int
     with executor(workers, scheduler) as pool:
         futures = [(pool.submit(vhr_unit, href, [(t.name, t.vhr.to_dict(), str(path_of(t.name))) for t in members],
                                 header_bytes=recipe.vhr.header_bytes, timeout_s=recipe.vhr.timeout_s,
-                                sign=recipe.vhr.sign), members)
+                                sign=recipe.vhr.sign, bands=recipe.vhr.bands), members)
                    for href, members in assigned.values()]
         for k, (future, members) in enumerate(futures):
             try:

@@ -36,6 +36,7 @@ from .field import Field
 from .legend import S2_BANDS, S2_RESOLUTION
 from .render import (
     AERIAL_BANDS,
+    NAIP_BANDS,
     S1_NODATA,
     S2_NODATA,
     SCL_CLOUD_HIGH,
@@ -43,13 +44,24 @@ from .render import (
     SPOT_BANDS,
     aerial_values,
     content_coords,
+    naip_values,
     on_grid,
     s1_values,
     s2_mask_values,
     s2_values,
     spot_values,
 )
-from .scenes import AerialScene, S1Scene, S2Scene, SpotScene, plan_aerial, plan_pastis, plan_s1, plan_s2
+from .scenes import (
+    AerialScene,
+    S1Scene,
+    S2Scene,
+    SpotScene,
+    plan_aerial,
+    plan_naip,
+    plan_pastis,
+    plan_s1,
+    plan_s2,
+)
 from .sources import name_tiles, write_pastis, write_treesatai
 
 SMALL_BLOCK = 128  # internal tile size of the (reduced-extent) Sentinel COGs
@@ -65,13 +77,14 @@ class Plan:
     tiles: list  # TreeSatTile
     patches: list  # PastisPatch
     spot: SpotScene | None
+    naip: list[AerialScene] = dataclasses.field(default_factory=list)  # NAIP-like 0.6 m RGBN sheets
 
 
 def plan_world(cfg: WorldConfig) -> Plan:
     cfg.validate()
     aerial, tiles = plan_aerial(cfg)
     patches, spot = plan_pastis(cfg)
-    return Plan(cfg, plan_s2(cfg), plan_s1(cfg), aerial, tiles, patches, spot)
+    return Plan(cfg, plan_s2(cfg), plan_s1(cfg), aerial, tiles, patches, spot, plan_naip(cfg))
 
 
 # -- jobs (run in worker processes; pure apart from writing their own files) ---------------------------
@@ -129,10 +142,10 @@ def render_s1_batch(cfg: WorldConfig, scenes: list[S1Scene], root: str) -> dict[
 
 def render_vhr(cfg: WorldConfig, scene, collection: str, kind: str, root: str) -> dict[str, float]:
     field = Field(cfg)
-    fn: Callable = aerial_values if kind == "aerial" else spot_values
+    fn: Callable = {"aerial": aerial_values, "spot": spot_values, "naip": naip_values}[kind]
     data = on_grid(lambda x, y: fn(field, scene, x, y), scene.grid)
     write_cog(Path(root) / "data" / collection / scene.item_id / "image.tif", data, scene.grid, None, VHR_BLOCK,
-              compress="DEFLATE", band_names=AERIAL_BANDS if kind == "aerial" else SPOT_BANDS)
+              compress="DEFLATE", band_names={"aerial": AERIAL_BANDS, "spot": SPOT_BANDS, "naip": NAIP_BANDS}[kind])
     return {}
 
 
@@ -168,6 +181,7 @@ def make_world(root: Path, cfg: WorldConfig, workers: int | None = None, style: 
     if plan.spot is not None:  # the longest job goes first
         jobs.append((render_vhr, cfg, plan.spot, stac.SPOT_COLLECTION, "spot", str(root)))
     jobs += [(render_vhr, cfg, s, stac.AERIAL_COLLECTION, "aerial", str(root)) for s in plan.aerial]
+    jobs += [(render_vhr, cfg, s, stac.NAIP_COLLECTION, "naip", str(root)) for s in plan.naip]
     jobs += [(render_s2_group, cfg, g, str(root), style) for g in _s2_groups(plan.s2)]
     jobs += [(render_s1_batch, cfg, b, str(root)) for b in _chunks(plan.s1, 8)]
     cloud_cover: dict[str, float] = {}
@@ -184,7 +198,8 @@ def make_world(root: Path, cfg: WorldConfig, workers: int | None = None, style: 
     items += [stac.s1_item(s, style) for s in plan.s1]
     aerial_items = [stac.vhr_item(s, stac.AERIAL_COLLECTION, AERIAL_BANDS, "aerial-survey") for s in plan.aerial]
     spot_items = [stac.vhr_item(plan.spot, stac.SPOT_COLLECTION, SPOT_BANDS, "SPOT 6")] if plan.spot else []
-    items += aerial_items + spot_items
+    naip_items = [stac.vhr_item(s, stac.NAIP_COLLECTION, NAIP_BANDS, "aerial-survey") for s in plan.naip]
+    items += aerial_items + spot_items + naip_items
     collections = [
         stac.collection(
             stac.S2_COLLECTION,
@@ -200,6 +215,9 @@ def make_world(root: Path, cfg: WorldConfig, workers: int | None = None, style: 
             stac.AERIAL_COLLECTION, "0.2 m colour-infrared aerial orthophotos (synthetic world)", aerial_items
         ),
     ]
+    if naip_items:
+        collections.append(stac.collection(stac.NAIP_COLLECTION, "0.6 m R, G, B, NIR NAIP-like imagery "
+                                           "(synthetic world)", naip_items))
     if spot_items:
         collections.append(
             stac.collection(stac.SPOT_COLLECTION, "1 m SPOT-like RGB imagery (synthetic world)", spot_items)
@@ -263,7 +281,7 @@ def make_world(root: Path, cfg: WorldConfig, workers: int | None = None, style: 
         "config": _config_dict(cfg),
         "catalog_style": style,
         "counts": {"sentinel-2 scenes": len(plan.s2), "sentinel-1 scenes": len(plan.s1),
-                   "aerial sheets": len(plan.aerial), "spot scenes": len(spot_items),
+                   "aerial sheets": len(plan.aerial), "naip sheets": len(plan.naip), "spot scenes": len(spot_items),
                    "treesatai tiles": len(tiles), "pastis patches": len(plan.patches), "items": len(items),
                    "cog files": sum(len(i.assets) for i in items)},
         "seconds": {"render": round(t_render, 2), "total": round(time.perf_counter() - t0, 2)},

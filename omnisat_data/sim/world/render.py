@@ -112,6 +112,19 @@ def aerial_values(field: Field, scene: AerialScene, x, y) -> np.ndarray:
     return np.clip(np.rint(dn), 0, 255).astype(np.uint8)
 
 
+NAIP_BANDS = ("red", "green", "blue", "nir")  # NAIP's order: R, G, B, NIR
+_NAIP_FROM_AERIAL = [3, 1, 2, 0]  # the aerial camera's NIR, G, B, R as R, G, B, NIR
+
+
+def naip_values(field: Field, scene, x, y) -> np.ndarray:
+    """(4, ...) uint8 R, G, B, NIR: the aerial camera's response at NAIP's pixel size (its box PSF), in
+    NAIP's band order."""
+    cx, cy = content_coords(scene, x, y)
+    refl = field.reflectance(cx, cy, scene.datetime.timetuple().tm_yday, scene.grid.res[0], bands=_AERIAL_S2)
+    dn = refl * _AERIAL_GAIN.reshape((-1,) + (1,) * (refl.ndim - 1)) + 12.0
+    return np.clip(np.rint(dn), 0, 255).astype(np.uint8)[_NAIP_FROM_AERIAL]
+
+
 def spot_values(field: Field, scene: SpotScene, x, y) -> np.ndarray:
     """(3, ...) uint8 R, G, B at scene coordinates (EPSG:2154)."""
     cx, cy = content_coords(scene, x, y)

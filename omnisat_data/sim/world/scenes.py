@@ -217,6 +217,19 @@ def plan_aerial(cfg: WorldConfig) -> tuple[list[AerialScene], list[TreeSatTile]]
     return sheets, tiles
 
 
+def plan_naip(cfg: WorldConfig) -> list[AerialScene]:
+    """One NAIP-like sheet (0.6 m R, G, B, NIR in UTM, as Planetary Computer's naip serves them) over the
+    first aerial sheet: the own-area builds' test of a VHR source coarser than the 0.2 m tile grid."""
+    if cfg.aerial_sheets == 0:
+        return []
+    left, top = sheet_origin(cfg, 0)
+    left, top = round(left / 0.6) * 0.6, round(top / 0.6) * 0.6
+    px = round(cfg.aerial_sheet_size / 0.6)
+    year = cfg.aerial_years[0]
+    return [AerialScene(f"m_0000000_nw_32_060_{year}0701", dt.datetime(year, 7, 1, 16, 0),
+                        Grid.from_origin(FIELD_CRS, round(left, 1), round(top, 1), 0.6, (px, px)), (0.0, 0.0))]
+
+
 def plan_pastis(cfg: WorldConfig) -> tuple[list[PastisPatch], SpotScene | None]:
     rows, cols = cfg.pastis_patches
     if rows * cols == 0:

@@ -24,7 +24,7 @@ from .scenes import AerialScene, S1Scene, S2Scene, SpotScene
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 JP2 = "image/jp2"
 S2_COLLECTION, S1_COLLECTION = "sentinel-2-l2a", "sentinel-1-rtc"
-AERIAL_COLLECTION, SPOT_COLLECTION = "aerial-cir-20cm", "spot-rgb-1m"
+AERIAL_COLLECTION, SPOT_COLLECTION, NAIP_COLLECTION = "aerial-cir-20cm", "spot-rgb-1m", "naip"
 
 EARTH_SEARCH_KEYS = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1",
                      "B06": "rededge2", "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09",
