@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import recipe_for
 
-from omnisat_data.build.plan import PLAN, Group, restrict
+from omnisat_data.build.plan import PLAN, Group, Unit, restrict
 from omnisat_data.build.treesatai_ts import BuildConfig, build_treesatai, manifest_item_path
 from omnisat_data.geo.grid import Grid
 from omnisat_data.geo.tile import Tile
@@ -120,7 +120,7 @@ def test_acquisitions_survive_the_plan_file_and_groups_restrict_to_pending_tiles
 
     grid = Grid.from_origin("EPSG:32632", 0, 60, 10, (6, 6))
     tiles = [Tile(name, grid, grid, 2022) for name in "abc"]
-    group = Group("2022", tiles, 2022, [(acq, [0, 2]), (back, [1])], {2: "why"})
+    group = Group("2022", tiles, 2022, [Unit(acq, (0, 2)), Unit(back, (1,)), Unit(acq, (0,))], {2: "why"})
     kept = restrict(group, {"b", "c"})
     assert [t.name for t in kept.tiles] == ["b", "c"]
-    assert kept.units == [(acq, [1]), (back, [0])] and kept.failed == {1: "why"}
+    assert kept.units == [Unit(acq, (1,)), Unit(back, (0,))] and kept.failed == {1: "why"}  # tile a's unit gone

@@ -141,7 +141,7 @@ def test_each_tile_keeps_one_granule_per_sentinel2_datatake():
     # tile 0: the May ULU granule's swath ends inside it; tile 1: both granules cover it whole
     found = [(s2(may, "UMU"), [0, 1], [1.0, 1.0]), (s2(may, "ULU"), [0, 1], [0.4, 1.0]),
              (s2(june, "ULU"), [1], [1.0]), (s1, [0, 1], []), (s2(june, "UMU"), [1], [1.0])]
-    units = {acq.item_id: members for acq, members in one_granule_per_datatake(found)}
+    units = {u.source.item_id: list(u.tiles) for u in one_granule_per_datatake(found)}
     assert units == {f"{may}UMU": [0], f"{may}ULU": [1],  # the whole granule; on a tie the first in time order
                      f"{june}ULU": [1], "slice": [0, 1]}  # another datatake; Sentinel-1 slices all kept
     assert (

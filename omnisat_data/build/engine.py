@@ -23,7 +23,7 @@ from omnisat_data.io.workers import executor
 from omnisat_data.stac.acquisitions import Acquisition
 from omnisat_data.stac.items import ItemError
 
-from .plan import Group, Progress, ReadTally
+from .plan import Group, Progress, ReadTally, Unit
 
 IN_FLIGHT = 3  # batches whose units are queued at once
 
@@ -46,7 +46,7 @@ class Batch:
     window: str
     tiles: list[Tile]
     year: int | None
-    units: list[tuple[Acquisition, list[int]]]  # acquisition, indices into `tiles`
+    units: list[Unit]  # acquisitions and the indices into `tiles` each serves
     failed: dict[int, str] = field(default_factory=dict)  # tile index -> why it fails
     frames: dict[int, list[Frame]] = field(default_factory=dict)  # tile index -> its frames, in unit order
     lost: dict[int, list[dict]] = field(default_factory=dict)  # tile index -> acquisitions not read, and why
@@ -60,10 +60,10 @@ def split_group(group: Group, size: int) -> list[Batch]:
     out = []
     for start in range(0, max(len(group.tiles), 1), size):
         local = {i: i - start for i in range(start, min(start + size, len(group.tiles)))}
-        units = [(acq, [local[i] for i in members if i in local]) for acq, members in group.units]
+        units = [u.keep(local) for u in group.units]
         failed = {local[i]: reason for i, reason in group.failed.items() if i in local}
-        out.append(Batch(group.window, group.tiles[start : start + size], group.year, [u for u in units if u[1]],
-                         failed))  # (lost dates are found while reading)
+        out.append(Batch(group.window, group.tiles[start : start + size], group.year,
+                         [u for u in units if u is not None], failed))  # (lost dates are found while reading)
     return out
 
 
@@ -81,9 +81,9 @@ def read_batches(batches: list[Batch], unit: Callable, specs: dict, workers: int
     tally.units += total
     done = 0
     with executor(workers, scheduler) as pool:
-        def submit(batch: Batch) -> list[tuple[Future, Acquisition, list[int]]]:
-            return [(pool.submit(unit, acq, tuple(batch.tiles[i].sentinel for i in members), specs[acq.series]),
-                     acq, members) for acq, members in batch.units]
+        def submit(batch: Batch) -> list[tuple[Future, Acquisition, tuple[int, ...]]]:
+            return [(pool.submit(unit, u.source, tuple(batch.tiles[i].sentinel for i in u.tiles),
+                                 specs[u.source.series]), u.source, u.tiles) for u in batch.units]
 
         # A window of IN_FLIGHT batches: the pool stays busy while memory holds at most that many batches' frames.
         queue = iter(batches)

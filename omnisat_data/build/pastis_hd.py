@@ -58,6 +58,7 @@ from .plan import (
     PlanFile,
     PlanUse,
     ReadTally,
+    Unit,
     VhrItem,
     group_bbox,
     group_tiles,
@@ -180,8 +181,7 @@ def check_recipe(recipe: Recipe, sentinel: bool = False) -> None:
         )
 
 
-def search_vhr(tiles: list[Tile], recipe: Recipe, catalogs: dict[str, Catalog], window: str
-               ) -> list[tuple[VhrItem, list[int]]]:
+def search_vhr(tiles: list[Tile], recipe: Recipe, catalogs: dict[str, Catalog], window: str) -> list[Unit]:
     """VHR items of one group, by item id: (item, indices of the tiles it covers entirely)."""
     vhr = recipe.vhr
     footprints = [t.vhr.lonlat_footprint() for t in tiles]
@@ -196,7 +196,7 @@ def search_vhr(tiles: list[Tile], recipe: Recipe, catalogs: dict[str, Catalog], 
         covered = shape(item.geometry) if item.geometry else box(*bbox)
         members = [i for i, f in enumerate(footprints) if covered.contains(f)]
         if members:
-            out[item.id] = (VhrItem(item.id, item.assets[key].href), members)
+            out[item.id] = Unit(VhrItem(item.id, item.assets[key].href), tuple(members))
     return [out[item_id] for item_id in sorted(out)]
 
 
@@ -228,11 +228,11 @@ def add_vhr(tiles: list[Tile], every_tile: list[Tile], recipe: Recipe, year: int
             failed.update({group.tiles[i].name: reason for i, reason in group.failed.items()})
             continue
         taken = set()
-        for item, members in group.units:
-            mine = [group.tiles[i] for i in members if i not in taken]
-            taken.update(members)
+        for u in group.units:
+            mine = [group.tiles[i] for i in u.tiles if i not in taken]
+            taken.update(u.tiles)
             if mine:
-                assigned.setdefault(item.item_id, (item.href, []))[1].extend(mine)
+                assigned.setdefault(u.source.item_id, (u.source.href, []))[1].extend(mine)
         for i, t in enumerate(group.tiles):
             if i not in taken:
                 failed[t.name] = f"no {recipe.vhr.collection} item of {year} covers it"

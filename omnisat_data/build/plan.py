@@ -53,14 +53,27 @@ class VhrItem:
         return cls(d["item_id"], d["href"])
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: a scene to open once, and the tiles (indices into its group or batch) it serves."""
+
+    source: Any  # an Acquisition (Sentinel series) or a VhrItem
+    tiles: tuple[int, ...]
+
+    def keep(self, local: dict[int, int]) -> Unit | None:
+        """The unit renumbered to the tiles `local` keeps (old index -> new); None when it keeps none."""
+        tiles = tuple(local[i] for i in self.tiles if i in local)
+        return Unit(self.source, tiles) if tiles else None
+
+
 @dataclass
 class Group:
-    """Tiles searched together, and what the search found: units = (source of the unit, tile indices)."""
+    """Tiles searched together, and what the search found: the units."""
 
     window: str  # STAC datetime interval searched for these tiles
     tiles: list[Tile]
     year: int | None = None  # TreeSatAI-TS: the series year the window stands for
-    units: list[tuple[Any, list[int]]] = field(default_factory=list)  # (Acquisition or VhrItem, tile indices)
+    units: list[Unit] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)  # tile index -> why (a failed search fails them all)
 
 
@@ -124,15 +137,13 @@ def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], tal
                 shares = [covered.intersection(footprints[i]).area / footprints[i].area for i in members] \
                     if one_granule and acq.series == "s2" else []
                 found.append((acq, members, shares))
-    group.units = one_granule_per_datatake(found) if one_granule else [(acq, members) for acq, members, _ in found]
+    group.units = one_granule_per_datatake(found) if one_granule else [Unit(a, tuple(m)) for a, m, _ in found]
 
 
 FULL = 1 - 1e-9  # a footprint share at least this covers the tile
 
 
-def one_granule_per_datatake(
-    found: list[tuple[Acquisition, list[int], list[float]]],
-) -> list[tuple[Acquisition, list[int]]]:
+def one_granule_per_datatake(found: list[tuple[Acquisition, list[int], list[float]]]) -> list[Unit]:
     """Units (acquisition, tiles, share of each tile its footprint covers) -> units in which each tile
     keeps, of the Sentinel-2 granules of one datatake, the one covering most of it (the first in time
     order on a tie), so that no date is read or stored twice; the released TreeSatAI-TS holds one
@@ -155,7 +166,7 @@ def one_granule_per_datatake(
             chosen = [best[(s2_datatake(acq.product), i)] for i in members]
             members = [i for i, (share, at) in zip(members, chosen) if at == k or share < FULL]
         if members:
-            out.append((acq, members))
+            out.append(Unit(acq, tuple(members)))
     return out
 
 
@@ -219,16 +230,16 @@ def _jsonable(value: Any) -> Any:
 
 def _group_to_dict(group: Group) -> dict:
     return {"window": group.window, "year": group.year, "tiles": [t.name for t in group.tiles],
-            "units": [{"source": unit.to_dict(), "tiles": members} for unit, members in group.units],
+            "units": [{"source": unit.source.to_dict(), "tiles": list(unit.tiles)} for unit in group.units],
             "failed": {str(i): reason for i, reason in sorted(group.failed.items())}}
 
 
 def _group_from_dict(d: dict, tiles: dict[str, Tile], unit_type: type) -> Group:
     """The stored group with only the tiles of `tiles` (the others are gone from the source, or changed)."""
     local = _local([name in tiles for name in d["tiles"]])
-    units = [(unit_type.from_dict(u["source"]), [local[i] for i in u["tiles"] if i in local]) for u in d["units"]]
+    units = [Unit(unit_type.from_dict(u["source"]), tuple(u["tiles"])).keep(local) for u in d["units"]]
     return Group(d["window"], [tiles[name] for name in d["tiles"] if name in tiles], d["year"],
-                 [(unit, members) for unit, members in units if members],
+                 [u for u in units if u is not None],
                  {local[int(i)]: reason for i, reason in d["failed"].items() if int(i) in local})
 
 
@@ -250,9 +261,9 @@ def read_plan(out: Path) -> dict | None:
 def restrict(group: Group, names: set[str]) -> Group:
     """The group with only the tiles named (their units and failures renumbered)."""
     local = _local([t.name in names for t in group.tiles])
-    units = [(unit, [local[i] for i in members if i in local]) for unit, members in group.units]
+    units = [u.keep(local) for u in group.units]
     return Group(group.window, [t for t in group.tiles if t.name in names], group.year,
-                 [(unit, members) for unit, members in units if members],
+                 [u for u in units if u is not None],
                  {local[i]: reason for i, reason in group.failed.items() if i in local})
 
 

@@ -393,10 +393,10 @@ def dry_run(cfg: BuildConfig, progress: Progress | None = None) -> tuple[list[Pl
     for group in groups:
         if group.failed:  # a dry run that cannot search says so, as the build would for those tiles
             raise CatalogError(next(iter(group.failed.values())))
-        hrefs = {href for acq, _ in group.units for _, href in acq.assets}
+        hrefs = {href for u in group.units for _, href in u.source.assets}
         for href in hrefs - sizes.keys():
             sizes[href] = asset_size(href)
-        found = {name: sum(1 for acq, _ in group.units if acq.series == name) for name in SERIES}
+        found = {name: sum(1 for u in group.units if u.source.series == name) for name in SERIES}
         rows.append(PlanRow(group.year, len(group.tiles), found, len(group.units), sum(sizes[h] for h in hrefs)))
     report.searches, report.refused_items = tally.searches, tally.refused_items
     return rows, report
