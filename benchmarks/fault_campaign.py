@@ -212,7 +212,8 @@ class Campaign:
             used = self.used_items()  # an item the reference build read: a fault in it must show
             chosen = self.rng.choice([i for i in items if i["collection"] == series and i["id"] in used])
             band = "B04" if series == "sentinel-2-l2a" else self.rng.choice(["vv", "vh"])
-            path = f"data/{series}/{chosen['id']}/{band}.tif"
+            # the file the item's asset names (a Planetary Computer RTC id is not its folder: the ESA name is)
+            path = chosen["assets"][band]["href"].removeprefix(assets.url + "/")
             if kind == "http-503":
                 assets.faults.fail(path, 3, status=503)
             elif kind == "truncated":

@@ -76,7 +76,7 @@ def test_stac_serve_command_serves_and_stops_cleanly(world):
         urls = json.loads(proc.stdout.readline())
         with urllib.request.urlopen(urls["stac_api"] + "/collections") as r:
             ids = {c["id"] for c in json.load(r)["collections"]}
-        assert ids == {"sentinel-2-l2a", "sentinel-1-rtc", "aerial-cir-20cm", "spot-rgb-1m"}
+        assert ids == {"sentinel-2-l2a", "sentinel-1-rtc", "aerial-cir-20cm", "spot-rgb-1m", "naip"}
         api_port = int(urls["stac_api"].rsplit(":", 1)[1])
         asset_port = int(urls["assets"].rsplit(":", 1)[1])
     finally:
