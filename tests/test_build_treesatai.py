@@ -312,19 +312,23 @@ def test_injected_faults_are_retried_isolated_or_refused(built, world, truth, tm
         extra_root = tmp_path / "extra"
         extra_root.mkdir()
         corrupt = json.loads(json.dumps(s1))
-        corrupt["id"] = s1["id"][:-4] + "FFFF"
+        parts = s1["assets"]["vv"]["href"].split("/")[-2].split("_")  # the ESA name in the path, another datatake
+        product = "_".join(parts[:7] + ["FFFFFF"] + parts[8:])
+        corrupt["id"] = product.rsplit("_", 1)[0] + "_rtc"
         to_wgs84 = Transformer.from_crs(hit[0].vhr.crs, "EPSG:4326", always_xy=True).transform
         area = box(
             *np.array([t.vhr.bounds for t in hit]).min(axis=0)[:2],
             *np.array([t.vhr.bounds for t in hit]).max(axis=0)[2:],
         )
         corrupt["geometry"] = mapping(shapely.transform(area, lambda x, y: to_wgs84(x, y), interleaved=False))
+        (extra_root / product).mkdir()
         for pol in ("vv", "vh"):
-            (extra_root / f"{pol}.tif").write_bytes((world / f"data/sentinel-1-rtc/{s1['id']}/{pol}.tif").read_bytes())
+            source_file = world / s1["assets"][pol]["href"].removeprefix(assets.url + "/")
+            (extra_root / product / f"{pol}.tif").write_bytes(source_file.read_bytes())
         with AssetServer(extra_root) as extra:
-            extra.faults.truncate("vv.tif", 3000)
+            extra.faults.truncate(f"{product}/vv.tif", 3000)
             for pol in ("vv", "vh"):
-                corrupt["assets"][pol]["href"] = f"{extra.url}/{pol}.tif"
+                corrupt["assets"][pol]["href"] = f"{extra.url}/{product}/{pol}.tif"
             # 3. an item with a hostile id and no product name: refused
             hostile = json.loads(json.dumps(s2))
             hostile["id"] = "../../x"
@@ -340,7 +344,7 @@ def test_injected_faults_are_retried_isolated_or_refused(built, world, truth, tm
     assert sorted(report.failed) == sorted(t.name for t in hit)
     assert all(corrupt["id"] in reason and "vv" in reason for reason in report.failed.values())
     assert sorted(report.done) == sorted(t.name for t in spared)
-    assert "../../x" in report.refused_items and "not an ESA Sentinel-2" in report.refused_items["../../x"]
+    assert "../../x" in report.refused_items and "no ESA Sentinel-2 L2A product name" in report.refused_items["../../x"]
     assert all(p.resolve().is_relative_to(out.resolve()) for p in out.rglob("*"))
     assert not (tmp_path / "x").exists() and not (out.parent / "x").exists()
     for t in spared:
@@ -355,7 +359,7 @@ def test_injected_faults_are_retried_isolated_or_refused(built, world, truth, tm
         item = json.loads((tmp_path / "lenient" / "stac" / "items" / f"{t.name}.json").read_text())
         assert item["properties"]["omnisat:dates_lost"][0]["item"] == corrupt["id"]
         with h5py.File(tmp_path / "lenient" / "sentinel" / f"{t.name}.h5", "r") as f:
-            assert corrupt["properties"].get("s1:product_identifier", corrupt["id"]).encode() not in \
+            assert product.encode() not in \
                 list(f["sen-1-asc-products"][()]) + list(f["sen-1-des-products"][()])
     # ... and are not complete: a rerun (the server now whole) reads them again
     assert all(not is_complete(tmp_path / "lenient", t.name) for t in hit)
