@@ -41,7 +41,7 @@ KINDS = ("build-kill", "train-kill", "http-503", "truncated", "stall", "disk-ful
 SKIPPED = "skipped: "  # a trial this machine cannot run (neither held nor failed)
 
 
-def tree_digest(root: Path, skip: tuple[str, ...] = ("build-report.json",)) -> dict[str, str]:
+def tree_digest(root: Path, skip: tuple[str, ...] = ("build-report.json", "plan.json")) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
             if p.is_file() and p.name not in skip}
 
