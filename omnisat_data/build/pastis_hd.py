@@ -185,7 +185,7 @@ def search_vhr(tiles: list[Tile], recipe: Recipe, catalogs: dict[str, Catalog], 
     """VHR items of one group, by item id: (item, indices of the tiles it covers entirely)."""
     vhr = recipe.vhr
     footprints = [t.vhr.lonlat_footprint() for t in tiles]
-    bbox = group_bbox(tiles)
+    bbox = group_bbox(footprints)
     catalog = cached_catalog(catalogs, vhr.catalog)
     out = {}
     for item in catalog.search(Search(collections=(vhr.collection,), bbox=bbox,

@@ -87,9 +87,9 @@ class ReadTally:
     refused_items: dict[str, str] = field(default_factory=dict)  # item id -> reason
 
 
-def group_bbox(tiles: list[Tile]) -> tuple[float, float, float, float]:
-    """The lon/lat box a group's search asks for: around its tiles' VHR footprints."""
-    west, south, east, north = np.array([t.vhr.lonlat_footprint().bounds for t in tiles]).T
+def group_bbox(footprints: list) -> tuple[float, float, float, float]:
+    """The lon/lat box a group's search asks for: around its tiles' lon/lat footprints."""
+    west, south, east, north = np.array([f.bounds for f in footprints]).T
     return float(west.min()), float(south.min()), float(east.max()), float(north.max())
 
 
@@ -114,7 +114,7 @@ def search_group(group: Group, recipe: Recipe, catalogs: dict[str, Catalog], tal
     """Fill `group.units`: each usable acquisition with the group's tiles its footprint covers (and
     `accept(acquisition, tile)` allows, when given; `one_granule`: see `one_granule_per_datatake`)."""
     footprints = [t.vhr.lonlat_footprint() for t in group.tiles]
-    bbox = group_bbox(group.tiles)
+    bbox = group_bbox(footprints)
     found = []
     for source, make in ((recipe.s2, s2_acquisition), (recipe.s1, s1_acquisition)):
         catalog = cached_catalog(catalogs, source.catalog)

@@ -45,7 +45,10 @@ class S3Server:
             body = app(environ, start_response)
             if environ.get("REQUEST_METHOD") != "GET":
                 return body
-            chunks = list(body)
+            try:
+                chunks = list(body)
+            finally:  # the WSGI contract: the server closes what the app returned; we consumed it
+                getattr(body, "close", lambda: None)()
             counters.add(environ.get("PATH_INFO", ""), sum(len(c) for c in chunks))
             return chunks
         return counted

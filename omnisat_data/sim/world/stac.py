@@ -139,11 +139,9 @@ def s2_item(scene: S2Scene, cloud_cover: float, aoi_top: float, style: str = "pl
         raster = {"data_type": "uint16" if band in S2_BANDS else "uint8", "spatial_resolution": res}
         if band in S2_BANDS or band == "SCL":  # a probability of 0 is a value, not nodata
             raster["nodata"] = S2_NODATA
-        extra: dict = {"gsd": float(res), **_proj_fields(grid)}
-        if cdse:  # STAC 1.1: projection and raster fields on the asset itself
-            extra = {"gsd": float(res), "proj:code": grid.crs, **_proj_fields(grid)}
-            if band in S2_BANDS:
-                extra.update({"raster:scale": 0.0001, "raster:offset": offset})
+        extra: dict = {"gsd": float(res), **({"proj:code": grid.crs} if cdse else {}), **_proj_fields(grid)}
+        if cdse and band in S2_BANDS:  # STAC 1.1: the raster fields on the asset itself
+            extra.update({"raster:scale": 0.0001, "raster:offset": offset})
         if band in S2_BANDS:
             extra["eo:bands"] = [
                 {"name": band, "common_name": COMMON_NAMES[band], "center_wavelength": WAVELENGTH[band]}
