@@ -47,6 +47,8 @@ STRICT = typer.Option(False, "--strict", help="A scene that cannot be read fails
                       "are written without that date, recorded, and retried on rerun).")
 REPLAN = typer.Option(False, "--replan", help="Search the catalogs again even if OUT/plan.json holds the plan of "
                       "this recipe and source (a rerun reuses it otherwise).")
+DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan (searches, items, bytes) and stop: nothing is "
+                       "read or written.")
 
 
 def _known_errors():
@@ -132,7 +134,7 @@ def build_treesatai_command(
     catalog: str | None = CATALOG,
     workers: int = WORKERS,
     scheduler: str | None = SCHEDULER,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (searches, items, bytes) and stop."),
+    dry_run: bool = DRY_RUN,
     limit: int | None = typer.Option(None, help="Build only the first N tiles (by name)."),
     year: int | None = typer.Option(None, help="Year for tiles missing from geojson/bb_60m.GeoJSON."),
     strict: bool = STRICT,
@@ -211,9 +213,11 @@ def build_pastis_command(
     ),
     strict: bool = STRICT,
     replan: bool = REPLAN,
+    dry_run: bool = DRY_RUN,
 ) -> None:
     """Add the VHR modality to a PASTIS-R tree: PASTIS-HD (SPOT-like images area-averaged onto each patch grid)."""
     from omnisat_data.build.pastis_hd import PastisConfig, build_pastis
+    from omnisat_data.build.pastis_hd import dry_run as plan_only
     from omnisat_data.formats.treesatai import SourceError
     from omnisat_data.io.workers import SchedulerError
     from omnisat_data.recipe import load_recipe
@@ -222,9 +226,12 @@ def build_pastis_command(
         cfg = PastisConfig(source, load_recipe(recipe, catalog), out, workers, scheduler, sentinel=sentinel,
                            strict=strict, replan=replan)
         with progress_bar() as bar:
-            report = build_pastis(cfg, progress=staged_progress(bar))
+            report = (plan_only if dry_run else build_pastis)(cfg, progress=staged_progress(bar))
     except _known_errors() + (SourceError, SchedulerError) as exc:
         fail(error_text(exc))
+    if dry_run:
+        print_plan(*report)
+        return
     print_pastis_report(report, out, sentinel)
     if report.failed and not report.done and not report.skipped:
         raise typer.Exit(1)
@@ -268,9 +275,11 @@ def build_grid_command(
     ),
     strict: bool = STRICT,
     replan: bool = REPLAN,
+    dry_run: bool = DRY_RUN,
 ) -> None:
     """TreeSatAI-TS or PASTIS-HD for your own area: every modality fetched from STAC onto your tile grid."""
     from omnisat_data.build.own_area import GridConfig, build_grid, parse_bbox, parse_tile_size
+    from omnisat_data.build.own_area import dry_run as plan_only
     from omnisat_data.formats.treesatai import SourceError
     from omnisat_data.io.workers import SchedulerError
     from omnisat_data.recipe import load_recipe
@@ -281,9 +290,12 @@ def build_grid_command(
                          workers=workers, scheduler=scheduler, limit=limit, labels=labels, label_field=label_field,
                          strict=strict, replan=replan, format=format)
         with progress_bar() as bar:
-            report = build_grid(cfg, progress=staged_progress(bar))
+            report = (plan_only if dry_run else build_grid)(cfg, progress=staged_progress(bar))
     except _known_errors() + (SourceError, SchedulerError) as exc:
         fail(error_text(exc))
+    if dry_run:
+        print_plan(*report)
+        return
     print_grid_report(report, cfg.recipe.format, out)
     if report.failed and not report.done and not report.skipped:
         raise typer.Exit(1)

@@ -134,21 +134,23 @@ def print_alignment(report: dict, report_path: Path | None = None) -> None:
 
 
 def print_plan(rows: list, report) -> None:
-    """`build treesatai --dry-run`: the plan, a row per group: its searches and what they find."""
-    table = Table(title=f"Plan: {report.total} tiles, {len(report.skipped)} already complete, "
-                        f"{len(rows)} groups (one search per group and modality)")
-    for col in ("year", "tiles", "S2", "S1 asc", "S1 des", "units", "asset MB (upper bound)"):
+    """`build ... --dry-run`: the plan, a row per group and section: its searches and what they find."""
+    series = [s for s in ("vhr", "s2", "s1-asc", "s1-des") if any(s in r.found for r in rows)] or ["s2"]
+    table = Table(title=f"Plan: {report.total} {report.unit_name}, {len(report.skipped)} already complete, "
+                        f"{len(rows)} group{'' if len(rows) == 1 else 's'} (one search per group and modality)")
+    heads = {"vhr": "VHR", "s2": "S2", "s1-asc": "S1 asc", "s1-des": "S1 des"}
+    for col in ("section", "year", report.unit_name, *(heads[s] for s in series), "units", "asset MB (upper bound)"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(str(r.year), str(r.tiles), str(r.acquisitions["s2"]), str(r.acquisitions["s1-asc"]),
-                      str(r.acquisitions["s1-des"]), str(r.units), f"{r.asset_bytes / 1e6:.1f}")
+        table.add_row(r.section, "period" if r.year is None else str(r.year), str(r.tiles),
+                      *(str(r.found.get(s, 0)) for s in series), str(r.units), f"{r.asset_bytes / 1e6:.1f}")
     out = Console(width=120)
     out.print(table)
-    use = report.plan.get("sentinel")
-    if use is not None and use.reused:
-        print_plan_use(out, report)
-    elif use is not None and use.path:
-        out.print(f"(searched now; a build writes this plan to {escape(use.path)} and a rerun reuses it)",
+    print_plan_use(out, report)
+    searched = [use.path for use in report.plan.values() if use.path and use.groups_searched]
+    if searched:
+        path = searched[0]
+        out.print(f"(searched now; a build writes this plan to {escape(path)} and a rerun reuses it)",
                   highlight=False, soft_wrap=True)
 
 

@@ -17,7 +17,9 @@ from shapely.geometry import Polygon
 from world_truth import exact_area_average, expected_s1, expected_s2_series
 
 from omnisat_data.build.own_area import GridConfig, build_grid
+from omnisat_data.build.own_area import dry_run as grid_dry_run
 from omnisat_data.build.own_tiles import tiles_from_bbox
+from omnisat_data.build.plan import PLAN
 from omnisat_data.formats.pastis import read_pastis
 from omnisat_data.geo.grid import Grid
 from omnisat_data.recipe import load_recipe
@@ -344,3 +346,31 @@ def test_naip_like_rgbn_at_60_cm_is_written_as_treesatai_nir_g_b_r_at_20_cm(worl
         for row, col in np.random.default_rng(2).integers(0, 300, size=(12, 2)):
             want = exact_area_average(src, vhr, int(row), int(col))[[3, 1, 2, 0]]  # R, G, B, NIR -> NIR, G, B, R
             assert np.abs(data[:, row, col] - want).max() <= 1.0 + 1e-9, (row, col, data[:, row, col], want)
+
+
+def test_the_dry_run_plans_what_the_build_ran_and_writes_nothing(own_treesatai, tmp_path):
+    out, report, cfg = own_treesatai
+    fresh = tmp_path / "fresh"
+    rows, planned = grid_dry_run(dataclasses.replace(cfg, out=fresh))
+    assert not fresh.exists()
+    sections = json.loads((out / PLAN).read_text())["sections"]
+    for name in ("vhr", "sentinel"):  # the build's own plan (the bare tile, which no VHR item covers, has no series)
+        assert sorted((r.tiles, r.units) for r in rows if r.section == name) == sorted(
+            (len(g["tiles"]), len(g["units"])) for g in sections[name]["groups"])
+    assert {s for r in rows if r.section == "sentinel" for s in r.found} == {"s2", "s1-asc", "s1-des"}
+
+    before = (out / PLAN).read_bytes()
+    rows, again = grid_dry_run(cfg)  # on the build: only the bare tile is pending, and the plan says no item covers it
+    assert again.searches == 0 and again.plan["vhr"].reused and [(r.section, r.tiles, r.units) for r in rows] == [
+        ("vhr", 1, 0)]
+    assert (out / PLAN).read_bytes() == before
+
+
+def test_the_dry_run_from_the_command_line(own_treesatai, tmp_path):
+    _, _, cfg = own_treesatai
+    r = run_cli("cli.data", "build", "grid", "--recipe", ROOT / "recipes" / "grid-demo.toml", "--catalog",
+                cfg.recipe.s2.catalog, "--tiles", cfg.tiles, "--crs", LAEA, "--year", "2022", "--out", tmp_path / "o",
+                "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "Plan: 4 tiles, 0 already complete" in r.stdout and "sentinel" in r.stdout and "vhr" in r.stdout, r.stdout
+    assert not (tmp_path / "o").exists()

@@ -17,6 +17,8 @@ from conftest import assert_one_line_error, run_cli
 from world_truth import exact_area_average, expected_s1, expected_s2
 
 from omnisat_data.build.pastis_hd import PastisConfig, build_pastis, record_path
+from omnisat_data.build.pastis_hd import dry_run as pastis_dry_run
+from omnisat_data.build.plan import PLAN
 from omnisat_data.formats.pastis import read_pastis, spot_path, tile_crs
 from omnisat_data.formats.treesatai import SourceError
 from omnisat_data.geo.grid import Grid
@@ -351,3 +353,26 @@ def test_a_null_patch_id_leaves_that_patch_out_with_its_reason(world, tmp_path):
     (source / "metadata.geojson").write_text(json.dumps(doc))
     tree = read_pastis(source)
     assert len(tree.patches) == 1 and any("ID_PATCH None" in why for _, why in tree.problems)
+
+
+def test_the_dry_run_plans_what_the_build_ran_and_writes_nothing(refetched, world, tmp_path):
+    out, report = refetched
+    recipe = load_recipe(ROOT / "recipes" / "pastis-hd-demo.toml").with_catalog(str(world / "stac" / "items.ndjson"))
+    recipe = dataclasses.replace(recipe, period=PRESETS["tiny"].pastis_span)
+    fresh = tmp_path / "fresh"
+    rows, planned = pastis_dry_run(PastisConfig(world / "sources" / "PASTIS-R", recipe, fresh, workers=0,
+                                                sentinel=True))
+    assert not fresh.exists()
+    sections = json.loads((out / PLAN).read_text())["sections"]
+    for name in ("vhr", "sentinel"):  # the build's own plan: the same groups, tiles and units
+        mine = [r for r in rows if r.section == name]
+        assert [r.tiles for r in mine] == [len(g["tiles"]) for g in sections[name]["groups"]]
+        assert [r.units for r in mine] == [len(g["units"]) for g in sections[name]["groups"]]
+    vhr = next(r for r in rows if r.section == "vhr")
+    assert vhr.found == {"vhr": vhr.units} and vhr.tiles == report.total and vhr.asset_bytes > 0
+    assert planned.searches == 1 + 2 * len(sections["sentinel"]["groups"]) and not planned.plan["vhr"].reused
+
+    before = (out / PLAN).read_bytes()
+    rows, again = pastis_dry_run(PastisConfig(world / "sources" / "PASTIS-R", recipe, out, workers=0, sentinel=True))
+    assert rows == [] and again.searches == 0 and len(again.skipped) == report.total  # all built: nothing to plan
+    assert (out / PLAN).read_bytes() == before

@@ -1,7 +1,9 @@
-"""Copernicus Data Space end to end: a world whose Sentinel-2 items read as CDSE serves them (the ESA name as
-id, B02_10m keys, STAC 1.1 raster:offset and processing:version, lossless JPEG 2000 on s3://eodata), its
-objects on a real local S3 endpoint (moto), read by the build through GDAL's /vsis3/ with the endpoint and
-keys from the environment; the values equal a build of the same world served as Planetary Computer does."""
+"""Earth Search and Copernicus Data Space end to end, values equal to a build of the same world served as
+Planetary Computer does. Earth Search: common-name asset keys and its cloud/snow probability assets, through
+the item file and through pgstac. Copernicus Data Space: items as CDSE serves them (the ESA name as id,
+B02_10m keys, STAC 1.1 raster:offset and processing:version, lossless JPEG 2000 on s3://eodata), the objects
+on a real local S3 endpoint (moto), read by the build through GDAL's /vsis3/ with the endpoint and keys from
+the environment."""
 
 from __future__ import annotations
 
@@ -42,11 +44,17 @@ def test_an_earth_search_world_builds_the_same_values_with_its_probability_masks
     s2 = next(json.loads(line) for line in (world / "stac" / "items.ndjson").read_text().splitlines()
               if '"sentinel-2-l2a"' in line)
     assert {"blue", "nir08", "scl", "cloud", "snow"} <= set(s2["assets"]) and s2["id"].endswith("_0_L2A")
-    es_out = tmp_path_factory.mktemp("es-build") / "out"
-    catalog = str(world / "stac" / "items.ndjson")
-    report = build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe_for(catalog), es_out, workers=0))
-    assert report.failed == {} and report.refused_items == {} and sorted(report.done) == sorted(reference.done)
-    assert_same_values(out, es_out, reference.done)
+    from omnisat_data.sim.serve.world import WorldServers
+
+    with WorldServers(world) as servers:  # the embedded item file, and pgstac with its assets over HTTP Range
+        for name, catalog in (("embedded", str(world / "stac" / "items.ndjson")), ("pgstac", servers.api.url)):
+            es_out = tmp_path_factory.mktemp(f"es-{name}") / "out"
+            servers.assets.counters.reset()
+            report = build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe_for(catalog), es_out,
+                                                 workers=0))
+            assert report.failed == {} and report.refused_items == {} and sorted(report.done) == sorted(reference.done)
+            assert (servers.assets.counters.requests > 0) == (name == "pgstac")
+            assert_same_values(out, es_out, reference.done)
 
 
 @pytest.fixture(scope="module")

@@ -39,14 +39,16 @@ from .pastis_hd import (
     add_sentinel,
     add_vhr,
     read_record,
+    sentinel_groups,
     series_complete,
     spot_path,
+    vhr_groups,
     with_dates,
     write_norm,
 )
-from .plan import PlanFile, Progress, plan_key
+from .plan import PlanFile, PlanRow, Progress, ReadTally, plan_key, plan_rows
 from .report import REPORT, BuildReport
-from .treesatai_ts import BuildConfig, build_treesatai, is_complete
+from .treesatai_ts import BuildConfig, build_treesatai, is_complete, plan_build
 
 TILE_SIZE_M = {"treesatai-ts": 60.0, "pastis-hd": 1280.0}  # the released datasets' tiles
 
@@ -135,13 +137,18 @@ def own_tiles(cfg: GridConfig) -> OwnTiles:
     return OwnTiles(tiles, {t.name: own.polygons[t.name] for t in tiles}, own.problems)
 
 
-def build_grid(cfg: GridConfig, progress: Progress | None = None) -> BuildReport:
-    check_recipe(cfg.recipe)
+def usable_tiles(cfg: GridConfig) -> OwnTiles:
     own = own_tiles(cfg)
-    polygons = class_polygons(cfg)
     if not own.tiles:
         raise SourceError(f"{cfg.tiles or cfg.bbox}: no usable tile"
                           + (f" ({own.problems[0][0]}: {own.problems[0][1]})" if own.problems else ""))
+    return own
+
+
+def build_grid(cfg: GridConfig, progress: Progress | None = None) -> BuildReport:
+    check_recipe(cfg.recipe)
+    own = usable_tiles(cfg)
+    polygons = class_polygons(cfg)
     if cfg.scheduler:
         check_scheduler(cfg.scheduler)
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -149,6 +156,21 @@ def build_grid(cfg: GridConfig, progress: Progress | None = None) -> BuildReport
     if cfg.recipe.format == "treesatai-ts":
         return _treesatai_ts(cfg, own, polygons, progress)
     return _pastis_hd(cfg, own, polygons, progress)
+
+
+def aerial_source(cfg: GridConfig, own: OwnTiles, ready: tuple, aerial: dict[str, Path], labels: dict,
+                  ) -> TreeSatSource:
+    """The `ready` tiles as the TreeSatAI-TS build's source: their aerial tiles in OUT/aerial."""
+    return TreeSatSource(
+        root=cfg.out, tiles=ready, files={t.name: aerial[t.name] for t in ready}, labels=labels,
+        splits={split: tuple(f"{t.name}.tif" for t in ready if split_of(t.name) == split)
+                for split in ("train", "test")},
+        problems=own.problems)
+
+
+def series_config(cfg: GridConfig) -> BuildConfig:
+    return BuildConfig(cfg.out, cfg.recipe, cfg.out, cfg.workers, cfg.scheduler, year=cfg.year, strict=cfg.strict,
+                       replan=cfg.replan)
 
 
 def _treesatai_ts(cfg: GridConfig, own: OwnTiles, polygons: ClassPolygons | None, progress) -> BuildReport:
@@ -159,19 +181,8 @@ def _treesatai_ts(cfg: GridConfig, own: OwnTiles, polygons: ClassPolygons | None
     _, failed, searches, report.plan["vhr"] = add_vhr(todo, list(own.tiles), cfg.recipe, cfg.year, aerial.__getitem__,
                                                       cfg.workers, cfg.scheduler, where, progress)
     ready = tuple(t for t in own.tiles if t.name not in failed)
-    source = TreeSatSource(
-        root=cfg.out,
-        tiles=ready,
-        files={t.name: aerial[t.name] for t in ready},
-        labels=treesatai_labels(polygons, list(ready)),
-        splits={
-            split: tuple(f"{t.name}.tif" for t in ready if split_of(t.name) == split) for split in ("train", "test")
-        },
-        problems=own.problems,
-    )
-    build = BuildConfig(cfg.out, cfg.recipe, cfg.out, cfg.workers, cfg.scheduler, year=cfg.year, strict=cfg.strict,
-                        replan=cfg.replan)
-    report = build_treesatai(build, progress, source=source, report=report)
+    source = aerial_source(cfg, own, ready, aerial, treesatai_labels(polygons, list(ready)))
+    report = build_treesatai(series_config(cfg), progress, source=source, report=report)
     report.searches += searches
     report.failed.update(failed)
     report.total = len(own.tiles)
@@ -220,3 +231,44 @@ def _pastis_hd(cfg: GridConfig, own: OwnTiles, polygons: ClassPolygons | None, p
     report.seconds = time.perf_counter() - t0
     write_json(cfg.out / REPORT, report.to_dict())
     return report
+
+
+def covered(groups: list) -> set[str]:
+    """Names of the tiles some unit of these groups serves."""
+    return {g.tiles[i].name for g in groups for u in g.units for i in u.tiles}
+
+
+def dry_run(cfg: GridConfig, progress: Progress | None = None) -> tuple[list[PlanRow], BuildReport]:
+    """The plan `build grid` would run, its VHR and Sentinel sections (OUT/plan.json's where it holds them,
+    else searched), and what its units touch; reads no pixel and writes nothing. Tiles whose VHR image is
+    not written yet are planned as if it will be, but for those no VHR item covers: the build fails them
+    before their series."""
+    check_recipe(cfg.recipe)
+    own = usable_tiles(cfg)
+    class_polygons(cfg)  # a bad --labels file is refused by the dry run as by the build
+    fmt = cfg.recipe.format
+    report = BuildReport(fmt, total=len(own.tiles), source_problems=dict(own.problems))
+    where = PlanFile(cfg.out, plan_key(cfg.recipe, fmt), cfg.replan, write=False)
+    tally, sizes = ReadTally(), {}
+    if fmt == "treesatai-ts":
+        aerial = {t.name: cfg.out / "aerial" / f"{t.name}.tif" for t in own.tiles}
+        todo = [t for t in own.tiles if not aerial[t.name].is_file() and not is_complete(cfg.out, t.name)]
+        groups, report.plan["vhr"] = vhr_groups(todo, list(own.tiles), cfg.recipe, cfg.year, where, tally, progress)
+        rows = plan_rows("vhr", groups, sizes)
+        uncovered = {t.name for t in todo} - covered(groups)
+        source = aerial_source(cfg, own, tuple(t for t in own.tiles if t.name not in uncovered), aerial, {})
+        _, _, _, groups = plan_build(series_config(cfg), report, tally, source, progress, write=False)
+    else:
+        pending = [t for t in own.tiles if not spot_path(cfg.out, int(t.name)).is_file()]
+        report.skipped = [int(t.name) for t in own.tiles if t not in pending]
+        groups, report.plan["vhr"] = vhr_groups(pending, list(own.tiles), cfg.recipe, cfg.year, where, tally,
+                                                progress)
+        rows = plan_rows("vhr", groups, sizes)
+        uncovered = {t.name for t in pending} - covered(groups)
+        todo = [t for t in own.tiles if t.name not in uncovered and not series_complete(cfg.out, t.name)]
+        groups, report.plan["sentinel"] = sentinel_groups(todo, list(own.tiles), {}, cfg.recipe, where, tally,
+                                                          progress)
+    rows += plan_rows("sentinel", groups, sizes)
+    report.total = len(own.tiles)  # (the TreeSatAI-TS planning counted only the tiles that get series)
+    report.searches, report.refused_items = tally.searches, tally.refused_items
+    return rows, report

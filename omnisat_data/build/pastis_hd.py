@@ -56,6 +56,7 @@ from .pastis_series import daily_series, pastis_unit
 from .plan import (
     Group,
     PlanFile,
+    PlanRow,
     PlanUse,
     ReadTally,
     Unit,
@@ -63,6 +64,7 @@ from .plan import (
     group_bbox,
     group_tiles,
     plan_key,
+    plan_rows,
     planned,
     sentinel_search,
     tile_fingerprint,
@@ -207,6 +209,15 @@ def vhr_search(recipe: Recipe, tally: ReadTally):
     return search
 
 
+def vhr_groups(tiles: list[Tile], every_tile: list[Tile], recipe: Recipe, year: int, where: PlanFile,
+               tally: ReadTally, progress=None) -> tuple[list[Group], PlanUse]:
+    """The plan's "vhr" section for `tiles`: one search per group over `year` (build/plan.py)."""
+    window = f"{year}-01-01T00:00:00Z/{year}-12-31T23:59:59Z"
+    return planned(where, "vhr", {t.name: tile_fingerprint(t) for t in every_tile}, every_tile, tiles,
+                   lambda todo: group_tiles(todo, recipe.group_size_m, lambda t: (window, year)),
+                   vhr_search(recipe, tally), VhrItem, tally, progress)
+
+
 def add_vhr(tiles: list[Tile], every_tile: list[Tile], recipe: Recipe, year: int, path_of: Callable[[str], Path],
             workers: int, scheduler: str | None, where: PlanFile, progress=None,
             ) -> tuple[list[str], dict[str, str], int, PlanUse]:
@@ -217,10 +228,7 @@ def add_vhr(tiles: list[Tile], every_tile: list[Tile], recipe: Recipe, year: int
     entirely; one unit per item, written by the workers (no raster travels back).
     Returns (names written, name -> reason for those that failed, searches, how the plan was come by)."""
     tally = ReadTally()
-    window = f"{year}-01-01T00:00:00Z/{year}-12-31T23:59:59Z"
-    groups, use = planned(where, "vhr", {t.name: tile_fingerprint(t) for t in every_tile}, every_tile, tiles,
-                          lambda todo: group_tiles(todo, recipe.group_size_m, lambda t: (window, year)),
-                          vhr_search(recipe, tally), VhrItem, tally, progress)
+    groups, use = vhr_groups(tiles, every_tile, recipe, year, where, tally, progress)
     assigned: dict[str, tuple[str, list[Tile]]] = {}
     failed: dict[str, str] = {}
     for group in groups:
@@ -317,6 +325,18 @@ def write_patch(out: Path, tile: Tile, frames: list[Frame], lost: list[dict] | N
     return record
 
 
+def sentinel_groups(tiles: list[Tile], every_tile: list[Tile], s2_tiles: dict[str, str], recipe: Recipe,
+                    where: PlanFile, tally: ReadTally, progress=None) -> tuple[list[Group], PlanUse]:
+    """The plan's "sentinel" section for `tiles`: one search per group over `recipe.period`."""
+    window = recipe.period_window()
+    # PASTIS series come from one Sentinel-2 tile: other tiles' scenes of the same day are left out
+    search = sentinel_search(recipe, tally, accept=lambda acq, t: acq.series != "s2"
+                             or s2_tiles.get(t.name, "") in ("", s2_tile(acq.product)))
+    return planned(where, "sentinel", {t.name: tile_fingerprint(t, s2_tiles.get(t.name, "")) for t in every_tile},
+                   every_tile, tiles, lambda todo: group_tiles(todo, recipe.group_size_m, lambda t: (window, None)),
+                   search, Acquisition, tally, progress)
+
+
 def add_sentinel(tiles: list[Tile], every_tile: list[Tile], s2_tiles: dict[str, str], recipe: Recipe, out: Path,
                  workers: int, scheduler: str | None, batch: int, report: BuildReport, where: PlanFile,
                  progress=None, strict: bool = False) -> None:
@@ -325,15 +345,8 @@ def add_sentinel(tiles: list[Tile], every_tile: list[Tile], s2_tiles: dict[str, 
     Sentinel-2 tile (e.g. 32ULU): PASTIS series come from that tile only; patches absent from it take
     every Sentinel-2 scene. A scene that cannot be read costs the patches it covers that day (recorded; a
     rerun reads them again), or fails them when `strict`."""
-    window = recipe.period_window()
     tally = ReadTally()
-    # PASTIS series come from one Sentinel-2 tile: other tiles' scenes of the same day are left out
-    search = sentinel_search(recipe, tally, accept=lambda acq, t: acq.series != "s2"
-                             or s2_tiles.get(t.name, "") in ("", s2_tile(acq.product)))
-    groups, report.plan["sentinel"] = planned(
-        where, "sentinel", {t.name: tile_fingerprint(t, s2_tiles.get(t.name, "")) for t in every_tile},
-        every_tile, tiles, lambda todo: group_tiles(todo, recipe.group_size_m, lambda t: (window, None)),
-        search, Acquisition, tally, progress)
+    groups, report.plan["sentinel"] = sentinel_groups(tiles, every_tile, s2_tiles, recipe, where, tally, progress)
 
     def finish(b: Batch) -> None:
         for i, tile in enumerate(b.tiles):
@@ -415,6 +428,38 @@ def with_dates(feature: dict, record: dict) -> dict:
     return {**feature, "properties": props}
 
 
+def patch_tiles(cfg: PastisConfig, source, report: BuildReport,
+                ) -> tuple[list[Tile], list[Tile], list[Tile], dict[str, str]]:
+    """The source's patches as tiles: all of them, those without their VHR image yet (the others are
+    counted skipped), those without a complete re-fetched series, and each one's Sentinel-2 tile."""
+    tiles = [Tile(str(p.id), p.vhr, p.sentinel, VHR_YEAR) for p in source.patches]
+    pending = []
+    for p, t in zip(source.patches, tiles):
+        (report.skipped.append(p.id) if spot_path(cfg.out, p.id).is_file() else pending.append(t))
+    series_todo = [t for p, t in zip(source.patches, tiles) if not series_complete(cfg.out, p.id)]
+    return tiles, pending, series_todo, {str(p.id): p.tile[1:].upper() for p in source.patches}
+
+
+def dry_run(cfg: PastisConfig, progress=None) -> tuple[list[PlanRow], BuildReport]:
+    """The plan `build pastis-r` would run (its VHR section; with --sentinel its Sentinel section too) and
+    what its units touch, from OUT/plan.json when it holds it, else searched; reads no pixel, writes nothing."""
+    check_recipe(cfg.recipe, cfg.sentinel)
+    report = BuildReport("pastis-hd")
+    source = read_pastis(cfg.source, require_dates=not cfg.sentinel)
+    report.source_problems, report.total = dict(source.problems), len(source.patches)
+    every_tile, pending, series_todo, s2_tiles = patch_tiles(cfg, source, report)
+    where = PlanFile(cfg.out, plan_key(cfg.recipe, "pastis-hd"), cfg.replan, write=False)
+    tally, sizes = ReadTally(), {}
+    groups, report.plan["vhr"] = vhr_groups(pending, every_tile, cfg.recipe, VHR_YEAR, where, tally, progress)
+    rows = plan_rows("vhr", groups, sizes)
+    if cfg.sentinel:
+        groups, report.plan["sentinel"] = sentinel_groups(series_todo, every_tile, s2_tiles, cfg.recipe, where,
+                                                          tally, progress)
+        rows += plan_rows("sentinel", groups, sizes)
+    report.searches, report.refused_items = tally.searches, tally.refused_items
+    return rows, report
+
+
 def build_pastis(cfg: PastisConfig, progress=None) -> BuildReport:
     t0 = time.perf_counter()
     check_recipe(cfg.recipe, cfg.sentinel)
@@ -427,24 +472,18 @@ def build_pastis(cfg: PastisConfig, progress=None) -> BuildReport:
     report.total = len(source.patches)
     cfg.out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(cfg.out)
-    pending = []
-    for p in source.patches:
-        (report.skipped if spot_path(cfg.out, p.id).is_file() else pending).append(p.id)
+    every_tile, pending, series_todo, s2_tiles = patch_tiles(cfg, source, report)
     by_id = {p.id: p for p in source.patches}
-    tiles = {p.id: Tile(str(p.id), p.vhr, p.sentinel, VHR_YEAR) for p in source.patches}
-    every_tile = list(tiles.values())
     where = PlanFile(cfg.out, plan_key(cfg.recipe, "pastis-hd"), cfg.replan)
     done, failed, searches, report.plan["vhr"] = add_vhr(
-        [tiles[pid] for pid in pending], every_tile, cfg.recipe, VHR_YEAR, lambda name: spot_path(cfg.out, int(name)),
+        pending, every_tile, cfg.recipe, VHR_YEAR, lambda name: spot_path(cfg.out, int(name)),
         cfg.workers, cfg.scheduler, where, progress)
     report.done.extend(int(name) for name in done)
     report.failed.update(failed)
     report.searches += searches
     if cfg.sentinel:
-        todo = [tiles[p.id] for p in source.patches if not series_complete(cfg.out, p.id)]
-        add_sentinel(todo, every_tile, {str(p.id): p.tile[1:].upper() for p in source.patches}, cfg.recipe,
-                     cfg.out, cfg.workers, cfg.scheduler, cfg.batch_patches, report, where, progress,
-                     strict=cfg.strict)
+        add_sentinel(series_todo, every_tile, s2_tiles, cfg.recipe, cfg.out, cfg.workers, cfg.scheduler,
+                     cfg.batch_patches, report, where, progress, strict=cfg.strict)
 
     # the source tree, carried over unchanged (with --sentinel: but its series and their dates)
     replaced = set(NORM_SERIES.values()) if cfg.sentinel else set()

@@ -45,6 +45,14 @@ class VhrItem:
     item_id: str
     href: str
 
+    @property
+    def series(self) -> str:
+        return "vhr"
+
+    @property
+    def assets(self) -> tuple[tuple[str, str], ...]:
+        return (("image", self.href),)
+
     def to_dict(self) -> dict:
         return {"item_id": self.item_id, "href": self.href}
 
@@ -338,3 +346,51 @@ def planned(where: PlanFile, section: str, fingerprints: dict[str, str], every_t
                              "refused_items": dict(sorted(tally.refused_items.items()))}
         write_json(out / PLAN, {"format": PLAN_FORMAT, "key": key, "sections": sections}, sort_keys=True)
     return [r for r in (restrict(g, names) for g in groups) if r.tiles], use
+
+
+# -- what a plan touches (the dry run) ------------------------------------------------------------------
+
+def asset_size(href: str) -> int:
+    """Bytes of an asset: stat for a path, Content-Length of a HEAD request for a URL (0 if unknown)."""
+    from urllib.parse import urlparse
+    from urllib.request import Request, urlopen
+
+    if urlparse(href).scheme in ("http", "https"):
+        try:
+            with urlopen(Request(href, method="HEAD"), timeout=10) as answer:
+                return int(answer.headers.get("Content-Length") or 0)
+        except (OSError, ValueError):
+            return 0
+    path = Path(urlparse(href).path if href.startswith("file:") else href)
+    return path.stat().st_size if path.is_file() else 0
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One group of a plan, as the dry run prints it."""
+
+    section: str  # "sentinel" or "vhr"
+    year: int | None  # None: a period (PASTIS-HD series), not a year
+    tiles: int
+    found: dict[str, int]  # series ("s2", "s1-asc", "s1-des", "vhr") -> items its search found
+    units: int
+    asset_bytes: int  # size of the assets its units touch: an upper bound of what the build reads
+
+
+def plan_rows(section: str, groups: list[Group], sizes: dict[str, int] | None = None) -> list[PlanRow]:
+    """The dry run's rows of one plan section; a group whose search failed stops it, as the build would
+    fail those tiles. `sizes` (href -> bytes) is shared between sections so that no asset is asked twice."""
+    sizes = {} if sizes is None else sizes
+    rows = []
+    for group in groups:
+        if group.failed:
+            raise CatalogError(next(iter(group.failed.values())))
+        hrefs = {href for u in group.units for _, href in u.source.assets}
+        for href in sorted(hrefs - sizes.keys()):
+            sizes[href] = asset_size(href)
+        found: dict[str, int] = {}
+        for u in group.units:
+            found[u.source.series] = found.get(u.source.series, 0) + 1
+        rows.append(PlanRow(section, group.year, len(group.tiles), found, len(group.units),
+                            sum(sizes[h] for h in hrefs)))
+    return rows

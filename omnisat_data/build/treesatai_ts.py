@@ -38,16 +38,17 @@ from omnisat_data.io.paths import check_apart
 from omnisat_data.io.workers import check_scheduler
 from omnisat_data.recipe import Recipe, RecipeError, series_year
 from omnisat_data.stac.acquisitions import Acquisition
-from omnisat_data.stac.search import CatalogError
 
 from .engine import Batch, Frame, read_batches, split_group
 from .plan import (
     Group,
     PlanFile,
+    PlanRow,
     Progress,
     ReadTally,
     group_tiles,
     plan_key,
+    plan_rows,
     planned,
     sentinel_search,
     tile_fingerprint,
@@ -309,7 +310,9 @@ def plan_build(cfg: BuildConfig, report: BuildReport, tally: ReadTally, source: 
     report.source_problems = dict(source.problems)
     tiles = sorted(source.tiles, key=lambda t: t.name)[: cfg.limit]
     report.total = len(tiles)
-    fingerprints = {t.name: built_from(cfg.recipe, source.files[t.name]) for t in tiles}
+    # "" = aerial tile not written yet (an own-area dry run): no stored plan matches it, so it is searched
+    fingerprints = {t.name: built_from(cfg.recipe, source.files[t.name]) if source.files[t.name].is_file() else ""
+                    for t in tiles}
     pending = []
     for t in tiles:
         if is_complete(cfg.out, t.name, fingerprints[t.name]):
@@ -359,44 +362,12 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
 
 # -- dry run ------------------------------------------------------------------------------------------
 
-def asset_size(href: str) -> int:
-    """Bytes of an asset: stat for a path, Content-Length of a HEAD request for a URL (0 if unknown)."""
-    from urllib.parse import urlparse
-    from urllib.request import Request, urlopen
-
-    if urlparse(href).scheme in ("http", "https"):
-        try:
-            with urlopen(Request(href, method="HEAD"), timeout=10) as answer:
-                return int(answer.headers.get("Content-Length") or 0)
-        except (OSError, ValueError):
-            return 0
-    path = Path(urlparse(href).path if href.startswith("file:") else href)
-    return path.stat().st_size if path.is_file() else 0
-
-
-@dataclass(frozen=True)
-class PlanRow:
-    year: int
-    tiles: int
-    acquisitions: dict[str, int]  # series -> acquisitions found
-    units: int
-    asset_bytes: int  # size of the assets touched: an upper bound of what the build reads
-
-
 def dry_run(cfg: BuildConfig, progress: Progress | None = None) -> tuple[list[PlanRow], BuildReport]:
     """The plan a build would run (OUT/plan.json's when it holds it, else searched) and what its units
     touch; reads no pixel and writes nothing."""
     report = BuildReport("treesatai-ts")
     tally = ReadTally()
     _, _, _, groups = plan_build(cfg, report, tally, progress=progress, write=False)
-    rows, sizes = [], {}
-    for group in groups:
-        if group.failed:  # a dry run that cannot search says so, as the build would for those tiles
-            raise CatalogError(next(iter(group.failed.values())))
-        hrefs = {href for u in group.units for _, href in u.source.assets}
-        for href in hrefs - sizes.keys():
-            sizes[href] = asset_size(href)
-        found = {name: sum(1 for u in group.units if u.source.series == name) for name in SERIES}
-        rows.append(PlanRow(group.year, len(group.tiles), found, len(group.units), sum(sizes[h] for h in hrefs)))
+    rows = plan_rows("sentinel", groups)
     report.searches, report.refused_items = tally.searches, tally.refused_items
     return rows, report
