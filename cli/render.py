@@ -74,6 +74,7 @@ def print_build_report(report, out_dir: Path) -> None:
     for tile, reason in sorted(report.failed.items()):
         out.print(f"[red]failed[/] {escape(tile)}: {escape(reason)}", highlight=False, soft_wrap=True)
     print_lost(out, report.lost)
+    print_empty_splits(out, report)
     for _, reason in sorted(report.refused_items.items()):
         out.print(f"[yellow]refused[/] {escape(reason)}", highlight=False, soft_wrap=True)
     for where, reason in sorted(report.source_problems.items()):
@@ -90,6 +91,13 @@ def print_plan_use(out: Console, report) -> None:
         elif use.why_new:
             out.print(f"plan ({section}): searched again, {escape(use.path)} not reused ({escape(use.why_new)})",
                       highlight=False, soft_wrap=True)
+
+
+def print_empty_splits(out: Console, report) -> None:
+    for name in report.empty_splits:
+        out.print(f"[yellow]split[/] {name}_filenames.lst holds no tile: the OmniSat and AnySat loaders cannot read "
+                  "an empty split (val is carved from train when it has 4 tiles or more): build more tiles",
+                  highlight=False, soft_wrap=True)
 
 
 def print_lost(out: Console, lost: dict[str, list[dict]]) -> None:
@@ -180,6 +188,7 @@ def print_grid_report(report, fmt: str, out: Path) -> None:
     for name, reason in sorted(report.source_problems.items()):
         console_out.print(f"[yellow]left out[/] {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)
     print_lost(console_out, report.lost)
+    print_empty_splits(console_out, report)
 
 
 def print_world(summary: dict, folder: Path) -> None:

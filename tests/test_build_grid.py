@@ -374,3 +374,14 @@ def test_the_dry_run_from_the_command_line(own_treesatai, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "Plan: 4 tiles, 0 already complete" in r.stdout and "sentinel" in r.stdout and "vhr" in r.stdout, r.stdout
     assert not (tmp_path / "o").exists()
+
+
+def test_an_empty_split_is_reported(own_treesatai, capsys):
+    from cli.render import print_grid_report
+
+    out, report, _ = own_treesatai  # three tiles: too few to carve val from train
+    counts = {name: len((out / f"{name}_filenames.lst").read_text().split()) for name in ("train", "val", "test")}
+    assert report.splits == counts and sum(counts.values()) == 3 and report.empty_splits == ["val"]
+    assert json.loads((out / "build-report.json").read_text())["splits"] == counts
+    print_grid_report(report, "treesatai-ts", out)
+    assert "val_filenames.lst holds no tile" in capsys.readouterr().out

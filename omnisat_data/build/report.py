@@ -38,9 +38,15 @@ class BuildReport:
     # tile -> series -> {"mosaicked": frames completed from another granule or slice of their take,
     # "dropped": takes left incomplete even mosaicked (not written)}; only tiles with either
     completion: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    splits: dict[str, int] = field(default_factory=dict)  # split -> files its list holds
     # PASTIS-HD
     series_done: list[int] = field(default_factory=list)  # patches whose Sentinel series this run wrote
     norm_written: list[str] = field(default_factory=list)
+
+    @property
+    def empty_splits(self) -> list[str]:
+        """Split lists written without a file: the OmniSat and AnySat loaders cannot read them."""
+        return [name for name, count in self.splits.items() if count == 0]
 
     @property
     def unit_name(self) -> str:
@@ -57,7 +63,7 @@ class BuildReport:
             out.update({"tile_dates": self.tile_dates, "dates": dict(sorted(self.dates.items())),
                         "frames": {key: sum(c[key] for tile in self.completion.values() for c in tile.values())
                                    for key in ("mosaicked", "dropped")},
-                        "completion": dict(sorted(self.completion.items()))})
+                        "completion": dict(sorted(self.completion.items())), "splits": self.splits})
         else:
             out.update({"series_done": len(self.series_done), "norm_written": self.norm_written})
         return out

@@ -353,7 +353,7 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
                       or t.name in report.lost)
     labels = {f"{stem}.tif": source.labels[f"{stem}.tif"] for stem in complete if f"{stem}.tif" in source.labels}
     write_json(cfg.out / LABELS, labels, sort_keys=True)
-    write_splits(cfg.out, source, set(complete))
+    report.splits = write_splits(cfg.out, source, set(complete))
     write_collection(cfg.out, complete, band_statistics(cfg.out, complete), cfg.recipe)
     report.seconds = time.perf_counter() - t0
     write_json(cfg.out / REPORT, report.to_dict(), sort_keys=True)
