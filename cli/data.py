@@ -91,12 +91,17 @@ def stac_serve(
     asset_port: int = typer.Option(0, help="Asset (COG) server port (0: any free port)."),
     db_port: int = typer.Option(0, help="PostgreSQL port (0: any free port)."),
     pg_bin: str | None = typer.Option(None, help="PostgreSQL bin folder (default: newest /usr/lib/postgresql/*/bin)."),
+    delay_ms: float = typer.Option(0.0, help="Answer each asset request after this delay (object storage: 20-50 ms)."),
+    bandwidth_mb_s: float | None = typer.Option(None, help="Send each asset answer at most this fast (MB/s)."),
 ) -> None:
     """Serve a world: its COGs over HTTP Range, its items through a pgstac STAC API, until interrupted."""
+    from omnisat_data.sim.serve.assets import Shaping
     from omnisat_data.sim.serve.world import WorldServers
 
     try:
-        servers = WorldServers(world, asset_port=asset_port, api_port=port, db_port=db_port, pg_bin=pg_bin)
+        shaping = Shaping(delay_ms / 1000, None if bandwidth_mb_s is None else bandwidth_mb_s * 1e6)
+        servers = WorldServers(world, asset_port=asset_port, api_port=port, db_port=db_port, pg_bin=pg_bin,
+                               shaping=shaping)
         servers.start()
     except _known_errors() as exc:
         fail(error_text(exc))

@@ -65,10 +65,12 @@ def staged_progress(bar: Progress):
 def print_build_report(report, out_dir: Path) -> None:
     out = Console(width=120)
     table = Table(title=f"TreeSatAI-TS build: {out_dir}")
-    for col in ("tiles", "built", "already complete", "failed", "tile-dates", "units", "MB of blocks read", "seconds"):
+    for col in ("tiles", "built", "already complete", "failed", "tile-dates", "units", "blocks read (minimum)",
+                "MB of blocks read", "seconds"):
         table.add_column(col, justify="right")
     table.add_row(str(report.total), str(len(report.done)), str(len(report.skipped)), str(len(report.failed)),
-                  str(report.tile_dates), str(report.units), f"{report.bytes_read / 1e6:.1f}", f"{report.seconds:.1f}")
+                  str(report.tile_dates), str(report.units), f"{report.blocks.read} ({report.blocks.minimum})",
+                  f"{report.bytes_read / 1e6:.1f}", f"{report.seconds:.1f}")
     out.print(table)
     print_plan_use(out, report)
     for tile, reason in sorted(report.failed.items()):
@@ -207,6 +209,10 @@ def print_servers(servers) -> None:
     console.print(f"STAC API {servers.api.url}  assets {servers.assets.url}  (Ctrl-C to stop)", highlight=False)
     if s3:
         console.print("s3:// assets: " + " ".join(f"{k}={v}" for k, v in s3.items()), highlight=False)
+    shaping = servers.assets.shaping
+    if shaping.delay_s or shaping.bytes_per_s:
+        cap = f", at most {shaping.bytes_per_s / 1e6:g} MB/s each" if shaping.bytes_per_s else ""
+        console.print(f"assets answer after {shaping.delay_s * 1000:g} ms{cap}", highlight=False)
 
 
 def print_items(items: list, count: int) -> None:

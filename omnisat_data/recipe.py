@@ -48,6 +48,9 @@ class SourceRecipe:
     sign: str = "auto"  # Planetary Computer SAS signing of hrefs: when the host needs it, always, never
     header_bytes: int = 16384  # bytes fetched when opening a COG: its header and tile index (>= 1024)
     timeout_s: float = 30.0  # the bound on every HTTP wait (connect, request; a stalled transfer: half of it)
+    # assets of one scene read at once, each from its own thread: requests in flight per worker process
+    # (object storage answers each after tens of ms; one at a time, a build waits on latency)
+    concurrency: int = 8
     # Sentinel-2 only
     masks: tuple[str, ...] = ()  # snow and cloud probability assets, in that order
     mask_source: str = "probability"  # "scl": derive both from the scene classification (catalogs without them)
@@ -148,6 +151,11 @@ def _source(where: str, table: Any, base: Path | None) -> SourceRecipe:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 3600:
             raise RecipeError(f"{where}.timeout_s: expected seconds from 1 to 3600, got {value!r}")
         values["timeout_s"] = float(value)
+    if "concurrency" in table:
+        value = table["concurrency"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+            raise RecipeError(f"{where}.concurrency: expected assets read at once from 1 to 64, got {value!r}")
+        values["concurrency"] = value
     if "bands" in table:
         value = table["bands"]
         if (not isinstance(value, list) or not value or len(set(value)) != len(value)

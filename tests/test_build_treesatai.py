@@ -236,6 +236,31 @@ def test_pgstac_api_and_worker_processes_give_identical_files(built, world, serv
     assert served <= 1.2 * report.bytes_read, served / report.bytes_read
 
 
+@pytest.mark.slow
+def test_requests_in_flight_are_bounded_by_the_recipes_concurrency(built, world, servers, tmp_path):
+    """Against object storage's latency (50 ms a request) one worker keeps many requests in flight, at most
+    `concurrency` per modality; at concurrency 1, one per modality (the build before); the same files."""
+    import dataclasses
+
+    from omnisat_data.sim.serve.assets import Shaping
+
+    out, _ = built
+    recipe = recipe_for(servers.api.url)
+    try:
+        for concurrency, delay, low, high in ((8, 0.05, 4, 16), (1, 0.0, 1, 2)):
+            run = dataclasses.replace(recipe, s2=dataclasses.replace(recipe.s2, concurrency=concurrency),
+                                      s1=dataclasses.replace(recipe.s1, concurrency=concurrency))
+            servers.assets.shape(Shaping(delay))
+            servers.assets.counters.reset()
+            # one worker process, fresh for each build (an in-process build would find GDAL's cache filled)
+            report = build_treesatai(BuildConfig(world / "sources" / "treesatai", run, tmp_path / str(concurrency),
+                                                 workers=1))
+            assert report.failed == {} and tree_files(tmp_path / str(concurrency)) == tree_files(out)
+            assert low <= servers.assets.counters.peak_in_flight <= high, servers.assets.counters.peak_in_flight
+    finally:
+        servers.assets.shape(Shaping())
+
+
 # -- kill and resume ------------------------------------------------------------------------------------
 
 def _recipe_file(tmp_path: Path, catalog: str, group_size_m: float) -> Path:

@@ -59,3 +59,26 @@ def test_plan_reads_keeps_an_l_shape_apart():
     tall, wide = Window(0, 0, 300, 10), Window(0, 0, 10, 300)  # share block (0, 0); their box would need 9 blocks
     reads = plan_reads([tall, wide], (128, 128))
     assert [w for w, _ in reads] == [tall, wide]
+
+
+def test_blocks_read_are_counted_against_the_footprint_minimum(tmp_path):
+    """Uncompressed 64 px blocks of uint16 (8,192 bytes each): two tiles whose bilinear windows share a block
+    are read as one window of the 2 blocks they need; a diagonal pair is read apart, 3 blocks."""
+    import rasterio
+
+    from omnisat_data.build.sentinel import BlockCount, _read_asset
+
+    path = tmp_path / "band.tif"
+    grid = Grid("EPSG:32632", Affine(10, 0, 400000.0, 0, -10, 5384000.0), (256, 256))
+    with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=1, dtype="uint16", crs=grid.crs,
+                       transform=grid.transform, tiled=True, blockxsize=64, blockysize=64) as dst:
+        dst.write(np.arange(256 * 256, dtype=np.uint16).reshape(1, 256, 256))
+    cols, rows = np.meshgrid(np.arange(6) + 0.5, np.arange(6) + 0.5)
+    with rasterio.open(path) as src:
+        # windows cols 60-66 and 70-76, rows 10-16: blocks (0, 0), (0, 1) and (0, 1)
+        values, count = _read_asset(src, grid, "bilinear", np.stack([cols + 60, cols + 70]), np.stack([rows + 10] * 2))
+        assert count == BlockCount(read=2, minimum=2, read_bytes=2 * 8192, minimum_bytes=2 * 8192)
+        np.testing.assert_array_equal(values[0], (rows + 10 - 0.5) * 256 + cols + 60 - 0.5)  # bilinear on a plane
+        # blocks (0, 0), (0, 1) and (0, 1), (1, 1): their box would need 4 blocks for 3, so they are read apart
+        _, count = _read_asset(src, grid, "nearest", np.stack([cols + 60, cols + 70]), np.stack([rows + 10, rows + 60]))
+        assert count == BlockCount(read=3, minimum=3, read_bytes=3 * 8192, minimum_bytes=3 * 8192)

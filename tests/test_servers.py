@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from omnisat_data.sim.serve.assets import AssetServer, PortInUse, port_is_free
+from omnisat_data.sim.serve.assets import AssetServer, PortInUse, Shaping, port_is_free
 from omnisat_data.sim.serve.pgstac import PgStacServer, ServerError, find_pg_bin
 
 
@@ -34,6 +34,34 @@ def test_range_requests(tmp_path):
         with pytest.raises(urllib.error.HTTPError, match="404"):
             urllib.request.urlopen(f"{server.url}/../../etc/passwd")
         assert server.counters.requests == 2 and server.counters.bytes_sent == 14
+
+
+def test_shaped_answers_wait_their_delay_and_bandwidth_and_count_requests_in_flight(tmp_path):
+    """Object storage as benchmarks model it: lower bounds only (a loaded machine is slower, never faster)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    (tmp_path / "f.bin").write_bytes(bytes(200_000))
+    with AssetServer(tmp_path, shaping=Shaping(delay_s=0.5)) as server:
+        def get(_):
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(urllib.request.Request(f"{server.url}/f.bin",
+                                                               headers={"Range": "bytes=0-99"})) as r:
+                r.read()
+            return time.perf_counter() - t0
+
+        with ThreadPoolExecutor(8) as pool:
+            waits = list(pool.map(get, range(8)))
+        assert min(waits) >= 0.5 and server.counters.requests == 8
+        assert server.counters.peak_in_flight == 8 and server.counters.in_flight == 0  # all held at once, all answered
+
+        server.shape(Shaping(bytes_per_s=400_000))
+        server.counters.reset()
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(f"{server.url}/f.bin") as r:
+            assert len(r.read()) == 200_000
+        assert time.perf_counter() - t0 >= 0.45 and server.counters.peak_in_flight == 1  # 200 KB at 400 KB/s
+    with pytest.raises(ValueError, match="delay"):
+        Shaping(delay_s=-1)
 
 
 def test_port_already_used_is_refused(tmp_path):

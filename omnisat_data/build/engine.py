@@ -12,20 +12,25 @@ A unit that fails fails the tiles it covers (reason recorded); the others go on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from omnisat_data.geo.tile import Tile
 from omnisat_data.io.paths import without_queries
 from omnisat_data.io.workers import executor
-from omnisat_data.stac.acquisitions import Acquisition
+from omnisat_data.stac.acquisitions import Acquisition, is_remote
 from omnisat_data.stac.items import ItemError
 
 from .plan import Group, Progress, ReadTally, Unit
 
 IN_FLIGHT = 3  # batches whose units are queued at once
+# Units a worker runs at once, each in a thread of its own: while one waits on object storage (tens of ms
+# per request) the others' requests are in flight. The threads share the worker's reader threads
+# (build/sentinel.py), so the requests in flight per worker stay bounded by the recipe's concurrency.
+UNITS_PER_TASK = 4
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,32 @@ def split_group(group: Group, size: int) -> list[Batch]:
     return out
 
 
+def unit_error(acq: Acquisition, error: Exception) -> str:
+    """Why a unit failed, in one line naming its item (no signed URL's query)."""
+    if isinstance(error, ItemError):
+        return without_queries(error)
+    return without_queries(f"item {acq.item_id}: {error.__class__.__name__}: {' '.join(str(error).split())}")
+
+
+_UNIT_POOL: list[ThreadPoolExecutor] = []  # per process, made once (its threads live on between tasks)
+
+
+def run_together(unit: Callable, jobs: list[tuple]) -> list[tuple[bool, Any]]:
+    """`unit(*job)` for each job, at once in threads of this worker: (True, its result) or (False, why it
+    failed) per job, in order; one failure costs only its own job."""
+    def one(job: tuple) -> tuple[bool, Any]:
+        try:
+            return True, unit(*job)
+        except Exception as error:  # an unreadable asset: this unit only
+            return False, unit_error(job[0], error)
+
+    if len(jobs) == 1:
+        return [one(jobs[0])]
+    if not _UNIT_POOL:
+        _UNIT_POOL.append(ThreadPoolExecutor(UNITS_PER_TASK, thread_name_prefix="unit"))
+    return list(_UNIT_POOL[0].map(one, jobs))
+
+
 def read_batches(batches: list[Batch], unit: Callable, specs: dict, workers: int, scheduler: str | None,
                  tally: ReadTally, finish: Callable[[Batch], None], progress: Progress | None = None,
                  strict: bool = True) -> None:
@@ -81,34 +112,45 @@ def read_batches(batches: list[Batch], unit: Callable, specs: dict, workers: int
     tally.units += total
     done = 0
     with executor(workers, scheduler) as pool:
-        def submit(batch: Batch) -> list[tuple[Future, Acquisition, tuple[int, ...]]]:
-            return [(pool.submit(unit, u.source, tuple(batch.tiles[i].sentinel for i in u.tiles),
-                                 specs[u.source.series]), u.source, u.tiles) for u in batch.units]
+        def submit(batch: Batch) -> list[tuple[Future, list[Unit]]]:
+            tasks = []
+            # local files wait on no one: one unit per task there (threads would only add their overhead)
+            size = UNITS_PER_TASK if any(is_remote(h) for u in batch.units for _, h in u.source.assets) else 1
+            for start in range(0, len(batch.units), size):
+                chunk = batch.units[start : start + size]
+                jobs = [(u.source, tuple(batch.tiles[i].sentinel for i in u.tiles), specs[u.source.series])
+                        for u in chunk]
+                tasks.append((pool.submit(run_together, unit, jobs), chunk))
+            return tasks
 
         # A window of IN_FLIGHT batches: the pool stays busy while memory holds at most that many batches' frames.
         queue = iter(batches)
         window = [(b, submit(b)) for b in (next(queue, None) for _ in range(IN_FLIGHT)) if b is not None]
         while window:
-            batch, futures = window.pop(0)
-            for future, acq, members in futures:  # in submission order
+            batch, tasks = window.pop(0)
+            for future, chunk in tasks:  # in submission order
                 try:
-                    values, nbytes = future.result()
-                    tally.bytes_read += nbytes
-                    for row, i in enumerate(members):
-                        batch.frames.setdefault(i, []).append(
-                            Frame(acq.sort_key, acq.product, acq.item_id, acq.series, values[row]))
-                except Exception as error:  # an unreadable asset, a worker that died: the build goes on
-                    reason = without_queries(error) if isinstance(error, ItemError) else without_queries(
-                        f"item {acq.item_id}: {error.__class__.__name__}: {' '.join(str(error).split())}")
-                    for i in members:
-                        if strict:
-                            batch.failed.setdefault(i, reason)
-                        else:
-                            batch.lost.setdefault(i, []).append({"item": acq.item_id, "product": acq.product,
-                                                                 "series": acq.series, "reason": reason})
-                done += 1
-                if progress:
-                    progress("read", done, total)
+                    outcomes = future.result()
+                except Exception as error:  # a worker that died: every unit of its task; the build goes on
+                    outcomes = [(False, unit_error(u.source, error)) for u in chunk]
+                for u, (ok, result) in zip(chunk, outcomes):
+                    acq = u.source
+                    if ok:
+                        values, blocks = result
+                        tally.blocks += blocks
+                        for row, i in enumerate(u.tiles):
+                            batch.frames.setdefault(i, []).append(
+                                Frame(acq.sort_key, acq.product, acq.item_id, acq.series, values[row]))
+                    else:
+                        for i in u.tiles:
+                            if strict:
+                                batch.failed.setdefault(i, result)
+                            else:
+                                batch.lost.setdefault(i, []).append({"item": acq.item_id, "product": acq.product,
+                                                                     "series": acq.series, "reason": result})
+                    done += 1
+                    if progress:
+                        progress("read", done, total)
             finish(batch)
             batch.frames.clear()
             following = next(queue, None)

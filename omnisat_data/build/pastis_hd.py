@@ -293,9 +293,10 @@ def series_complete(out: Path, pid: int | str) -> bool:
 
 def sentinel_specs(recipe: Recipe) -> dict[str, ReadSpec]:
     spec1 = ReadSpec(recipe.s1.assets, recipe.s1.resampling, header_bytes=recipe.s1.header_bytes,
-                     timeout_s=recipe.s1.timeout_s)
+                     timeout_s=recipe.s1.timeout_s, concurrency=recipe.s1.concurrency)
     return {"s2": ReadSpec(recipe.s2.assets, recipe.s2.resampling, round_values=True,
-                           header_bytes=recipe.s2.header_bytes, timeout_s=recipe.s2.timeout_s, band_nodata=0),
+                           header_bytes=recipe.s2.header_bytes, timeout_s=recipe.s2.timeout_s, band_nodata=0,
+                           concurrency=recipe.s2.concurrency),
              "s1-asc": spec1, "s1-des": spec1}
 
 
@@ -365,7 +366,7 @@ def add_sentinel(tiles: list[Tile], every_tile: list[Tile], s2_tiles: dict[str, 
     read_batches(batches, pastis_unit, sentinel_specs(recipe), workers, scheduler, tally, finish, progress,
                  strict=strict)
     report.searches += tally.searches
-    report.bytes_read += tally.bytes_read
+    report.blocks += tally.blocks
     report.refused_items.update(tally.refused_items)
 
 

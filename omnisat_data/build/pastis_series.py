@@ -19,7 +19,7 @@ from omnisat_data.geo.mosaic import first_valid
 from omnisat_data.stac.acquisitions import Acquisition
 
 from .engine import Frame
-from .sentinel import ReadSpec, read_acquisition
+from .sentinel import BlockCount, ReadSpec, read_acquisition
 
 S2_MISSING = np.iinfo(np.int16).min  # in-flight marker of "no data" (never written)
 
@@ -31,16 +31,16 @@ class DailySeries:
     items: tuple[tuple[str, ...], ...]  # per date, the items mosaicked into it
 
 
-def pastis_unit(acq: Acquisition, grids: tuple[Grid, ...], spec: ReadSpec) -> tuple[np.ndarray, int]:
+def pastis_unit(acq: Acquisition, grids: tuple[Grid, ...], spec: ReadSpec) -> tuple[np.ndarray, BlockCount]:
     """read_acquisition, converted in the worker to the file's compact dtype (4x less to hold):
     Sentinel-2 int16 DN (S2_MISSING where no data), Sentinel-1 float16 dB with VV - VH (NaN: no data)."""
-    values, nbytes = read_acquisition(acq, grids, spec)
+    values, blocks = read_acquisition(acq, grids, spec)
     if acq.series == "s2":
         data = values[:, : len(spec.bands)]
-        return np.where(np.isnan(data), S2_MISSING, np.rint(data)).astype(np.int16), nbytes
+        return np.where(np.isnan(data), S2_MISSING, np.rint(data)).astype(np.int16), blocks
     with np.errstate(divide="ignore", invalid="ignore"):
         db = 10 * np.log10(np.where(values > 0, values, np.nan))
-    return np.concatenate([db, db[:, :1] - db[:, 1:2]], axis=1).astype(np.float16), nbytes
+    return np.concatenate([db, db[:, :1] - db[:, 1:2]], axis=1).astype(np.float16), blocks
 
 
 def _missing(frame: np.ndarray) -> np.ndarray:

@@ -32,6 +32,8 @@ from omnisat_data.stac.items import ItemError
 from omnisat_data.stac.products import s2_datatake
 from omnisat_data.stac.search import Catalog, CatalogError, Search, cached_catalog
 
+from .sentinel import BlockCount
+
 PLAN = "plan.json"
 PLAN_FORMAT = "omnisat-data build plan 1"
 
@@ -91,7 +93,7 @@ class ReadTally:
 
     searches: int = 0
     units: int = 0
-    bytes_read: int = 0  # compressed bytes of the COG blocks read
+    blocks: BlockCount = BlockCount()  # blocks read, and the footprint minimum
     refused_items: dict[str, str] = field(default_factory=dict)  # item id -> reason
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .plan import PlanUse
+from .sentinel import BlockCount
 
 REPORT = "build-report.json"
 
@@ -29,7 +30,7 @@ class BuildReport:
     # tile -> acquisitions a permanent read error took from its series ({item, product, series, reason});
     # such a tile is written without them and not marked complete, so a rerun tries them again
     lost: dict[str, list[dict]] = field(default_factory=dict)
-    bytes_read: int = 0  # compressed bytes of the COG blocks read
+    blocks: BlockCount = BlockCount()  # COG (JPEG 2000) blocks read, and the footprint minimum
     plan: dict[str, PlanUse] = field(default_factory=dict)  # per plan section: searched, or read from plan.json
     seconds: float = 0.0
     # TreeSatAI-TS
@@ -42,6 +43,11 @@ class BuildReport:
     # PASTIS-HD
     series_done: list[int] = field(default_factory=list)  # patches whose Sentinel series this run wrote
     norm_written: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_read(self) -> int:
+        """Compressed bytes of the COG blocks read."""
+        return self.blocks.read_bytes
 
     @property
     def empty_splits(self) -> list[str]:
@@ -58,7 +64,10 @@ class BuildReport:
                                 "failed": len(self.failed)},
                "failed": self.failed, "refused_items": self.refused_items, "source_problems": self.source_problems,
                "searches": self.searches, "units": self.units, "lost": dict(sorted(self.lost.items())),
-               "bytes_read": self.bytes_read, "seconds": round(self.seconds, 2)}
+               "bytes_read": self.blocks.read_bytes, "seconds": round(self.seconds, 2),
+               # the footprint minimum: the blocks the tiles' sampling windows intersect (bytes: COG only)
+               "blocks": {"read": self.blocks.read, "minimum": self.blocks.minimum,
+                          "bytes_minimum": self.blocks.minimum_bytes}}
         if self.format == "treesatai-ts":
             out.update({"tile_dates": self.tile_dates, "dates": dict(sorted(self.dates.items())),
                         "frames": {key: sum(c[key] for tile in self.completion.values() for c in tile.values())

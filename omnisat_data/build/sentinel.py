@@ -8,7 +8,8 @@ cost no extra blocks, reads those, and resamples every tile from memory (geo/res
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import rasterio
@@ -17,7 +18,7 @@ import rasterio.windows
 from omnisat_data.geo.grid import Grid, crs_string
 from omnisat_data.geo.resample import Window, centres_in, sample, support
 from omnisat_data.io.paths import without_queries
-from omnisat_data.stac.acquisitions import Acquisition, signed
+from omnisat_data.stac.acquisitions import Acquisition, is_remote, signed
 from omnisat_data.stac.gdal import gdal_http_env
 from omnisat_data.stac.items import ItemError
 
@@ -41,6 +42,22 @@ class ReadSpec:
     # nodata of the bands (and SCL) when the file declares none: ESA's Sentinel-2 L2A JPEG 2000 (Copernicus
     # Data Space) carry no nodata flag; the product says 0 is no data. Probability masks: 0 is a value.
     band_nodata: float | None = None
+    concurrency: int = 8  # assets read at once, each from its own thread (recipe field of the same name)
+
+
+@dataclass(frozen=True)
+class BlockCount:
+    """The blocks (COG tiles; JPEG 2000 tiles) reads touched, against the footprint minimum: the blocks the
+    tiles' own sampling windows intersect. Bytes: compressed sizes from the TIFF's tile byte counts (0 where
+    the format keeps none in its header, as JPEG 2000)."""
+
+    read: int = 0
+    minimum: int = 0
+    read_bytes: int = 0
+    minimum_bytes: int = 0
+
+    def __add__(self, other: BlockCount) -> BlockCount:
+        return BlockCount(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
 
 def _block_rect(w: Window, block: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -51,6 +68,11 @@ def _block_rect(w: Window, block: tuple[int, int]) -> tuple[int, int, int, int]:
 def _blocks(rect: tuple[int, int, int, int]) -> set[tuple[int, int]]:
     r0, c0, r1, c1 = rect
     return {(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
+
+
+def footprint_blocks(windows: list[Window | None], block: tuple[int, int]) -> set[tuple[int, int]]:
+    """The blocks (row, col) the tiles' own windows intersect: the least any read of them can touch."""
+    return {b for w in windows if w is not None for b in _blocks(_block_rect(w, block))}
 
 
 def plan_reads(windows: list[Window | None], block: tuple[int, int]) -> list[tuple[Window, list[int]]]:
@@ -105,15 +127,16 @@ def _block_bytes(src, blocks: set[tuple[int, int]]) -> int:
 
 
 def _read_asset(src, source: Grid, method: str, cols: np.ndarray, rows: np.ndarray,
-                nodata: float | None = None) -> tuple[np.ndarray, int]:
+                nodata: float | None = None) -> tuple[np.ndarray, BlockCount]:
     """(n_tiles, H, W) float64 values of a one-band asset (`source`: its grid) at the tiles' fractional pixel
-    coordinates, and the compressed bytes of the blocks read. `nodata`: when the file declares none."""
+    coordinates, and the blocks read. `nodata`: when the file declares none."""
     shape = source.shape
     block = tuple(src.block_shapes[0])
     windows = [support(c, r, method, shape) for c, r in zip(cols, rows)]
     out = np.full(cols.shape, np.nan)
     nodata = src.nodata if src.nodata is not None else nodata
     touched: set[tuple[int, int]] = set()
+    minimum = footprint_blocks(windows, block)
     for window, members in plan_reads(windows, block):
         touched |= _blocks(_block_rect(window, block))
         data = src.read(1, window=rasterio.windows.Window(window.col, window.row, window.width, window.height))
@@ -122,52 +145,86 @@ def _read_asset(src, source: Grid, method: str, cols: np.ndarray, rows: np.ndarr
             data[data == nodata] = np.nan
         for i in members:
             out[i] = sample(data[None], cols[i] - window.col, rows[i] - window.row, method)[0]
-    return out, _block_bytes(src, touched)
+    return out, BlockCount(len(touched), len(minimum), _block_bytes(src, touched), _block_bytes(src, minimum))
 
 
-def read_acquisition(acq: Acquisition, grids: tuple[Grid, ...], spec: ReadSpec) -> tuple[np.ndarray, int]:
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # per process: threads (and their HTTP connections) live on
+
+
+def _asset_pool(size: int) -> ThreadPoolExecutor:
+    """This process's pool of `size` reader threads, made once: a unit's reads reuse the threads of the units
+    before it, so that GDAL's per-thread HTTP connections stay open (kept alive) instead of one per unit."""
+    if size not in _POOLS:
+        _POOLS[size] = ThreadPoolExecutor(size, thread_name_prefix="asset")
+    return _POOLS[size]
+
+
+def _asset_values(acq: Acquisition, k: int, key: str, href: str, grids: tuple[Grid, ...], spec: ReadSpec,
+                  ) -> tuple[np.ndarray, BlockCount]:
+    """Asset `k` of `acq` at the tiles' pixel centres, and the blocks read; ItemError naming the item and
+    asset when it cannot be read. Inside the GDAL settings of `read_acquisition`."""
+    if k < len(spec.bands):
+        method = spec.resampling
+    else:
+        method = "nearest" if spec.mask_source == "scl" else spec.mask_resampling
+    fallback = spec.band_nodata if k < len(spec.bands) or spec.mask_source == "scl" else None
+    try:
+        with rasterio.open(signed(href, acq.sign)) as src:
+            crs = crs_string(src.crs) or None
+            if crs is None:
+                raise ValueError("no CRS")
+            xy = [centres_in(g, crs) for g in grids]
+            source = Grid(crs, src.transform, (src.height, src.width))
+            cols, rows = source.fractional_pixels(np.stack([p[0] for p in xy]), np.stack([p[1] for p in xy]))
+            return _read_asset(src, source, method, cols, rows, fallback)
+    except (rasterio.errors.RasterioError, ValueError, OSError) as error:
+        reason = " ".join(str(error).split())
+        # GDAL quotes the URL it opened, signed (a token in its query): the message keeps none of it
+        raise ItemError(without_queries(f"item {acq.item_id}: asset {key} ({href}): {reason}")) from None
+
+
+def _in_reader_thread(acq: Acquisition, k: int, key: str, href: str, grids: tuple[Grid, ...], spec: ReadSpec,
+                      ) -> tuple[np.ndarray, BlockCount]:
+    """`_asset_values` from a reader thread, with GDAL's settings set for it (rasterio keeps them per thread
+    outside the main one)."""
+    with rasterio.Env(**gdal_http_env(spec.header_bytes, spec.timeout_s)):
+        return _asset_values(acq, k, key, href, grids, spec)
+
+
+def read_acquisition(acq: Acquisition, grids: tuple[Grid, ...], spec: ReadSpec) -> tuple[np.ndarray, BlockCount]:
     """(n_tiles, bands [+ 2 masks], H, W) float32 values of `acq` on each grid (NaN where no data),
-    and the compressed bytes of the COG blocks read.
+    and the blocks read.
 
     Sentinel-2 bands get the acquisition's harmonisation offset; masks are (snow, cloud) in percent.
+    Remote assets are read `spec.concurrency` at a time, each from a thread of its own (GDAL reads and
+    inflates without the GIL): against object storage a unit waits about one asset's round trips, not
+    the sum.
     Raises ItemError naming the item and asset when an asset cannot be read.
     """
     n_masks = 0 if spec.mask_source == "none" else 2
     out = np.full((len(grids), len(spec.bands) + n_masks) + grids[0].shape, np.nan, dtype=np.float32)
-    centres: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    nbytes = 0
+    blocks = BlockCount()
+    jobs = [(acq, k, key, href, grids, spec) for k, (key, href) in enumerate(acq.assets)]
+    # the settings for this thread too: in a main thread they are GDAL's global ones, which the threads
+    # GDAL starts itself (JPEG 2000 decoding) read
     with rasterio.Env(**gdal_http_env(spec.header_bytes, spec.timeout_s)):
-        for k, (key, href) in enumerate(acq.assets):
-            if k < len(spec.bands):
-                method = spec.resampling
-            else:
-                method = "nearest" if spec.mask_source == "scl" else spec.mask_resampling
-            try:
-                with rasterio.open(signed(href, acq.sign)) as src:
-                    crs = crs_string(src.crs) or None
-                    if crs is None:
-                        raise ValueError("no CRS")
-                    if crs not in centres:
-                        xy = [centres_in(g, crs) for g in grids]
-                        centres[crs] = (np.stack([p[0] for p in xy]), np.stack([p[1] for p in xy]))
-                    source = Grid(crs, src.transform, (src.height, src.width))
-                    cols, rows = source.fractional_pixels(*centres[crs])
-                    fallback = spec.band_nodata if k < len(spec.bands) or spec.mask_source == "scl" else None
-                    values, block_bytes = _read_asset(src, source, method, cols, rows, fallback)
-                    nbytes += block_bytes
-            except (rasterio.errors.RasterioError, ValueError, OSError) as error:
-                reason = " ".join(str(error).split())
-                # GDAL quotes the URL it opened, signed (a token in its query): the message keeps none of it
-                raise ItemError(without_queries(f"item {acq.item_id}: asset {key} ({href}): {reason}")) from None
-            if k < len(spec.bands):
-                values = values + acq.offset_dn
-                out[:, k] = np.rint(values) if spec.round_values else values
-            elif spec.mask_source == "scl":
-                snow = np.where(np.isin(values, SCL_SNOW), 100.0, 0.0)
-                cloud = np.where(np.isin(values, SCL_CLOUD), 100.0, 0.0)
-                invalid = np.isnan(values) | (values == 0)
-                out[:, -2] = np.where(invalid, np.nan, snow)
-                out[:, -1] = np.where(invalid, np.nan, cloud)
-            else:
-                out[:, k] = np.rint(values) if spec.round_values else values
-    return out, nbytes
+        if any(is_remote(href) for _, href in acq.assets):
+            # through this process's pool even at concurrency 1: the units a worker runs at once share it,
+            # so that it bounds the requests in flight per worker and modality
+            results = list(_asset_pool(spec.concurrency).map(lambda job: _in_reader_thread(*job), jobs))
+        else:  # local files wait on no one: threads would only add their overhead
+            results = [_asset_values(*job) for job in jobs]
+    for k, (values, count) in enumerate(results):
+        blocks += count
+        if k < len(spec.bands):
+            values = values + acq.offset_dn
+            out[:, k] = np.rint(values) if spec.round_values else values
+        elif spec.mask_source == "scl":
+            snow = np.where(np.isin(values, SCL_SNOW), 100.0, 0.0)
+            cloud = np.where(np.isin(values, SCL_CLOUD), 100.0, 0.0)
+            invalid = np.isnan(values) | (values == 0)
+            out[:, -2] = np.where(invalid, np.nan, snow)
+            out[:, -1] = np.where(invalid, np.nan, cloud)
+        else:
+            out[:, k] = np.rint(values) if spec.round_values else values
+    return out, blocks

@@ -54,7 +54,7 @@ from .plan import (
     tile_fingerprint,
 )
 from .report import REPORT, BuildReport
-from .sentinel import ReadSpec, read_acquisition
+from .sentinel import BlockCount, ReadSpec, read_acquisition
 from .treesatai_series import assemble
 
 MANIFEST = Path("stac")
@@ -138,12 +138,12 @@ def read_spec(recipe: Recipe, series: str) -> ReadSpec:
         return ReadSpec(s2.assets, s2.resampling, s2.mask_resampling,
                         "none" if s2.mask_source == "none" or (s2.mask_source == "probability" and not s2.masks)
                         else s2.mask_source, round_values=True, header_bytes=s2.header_bytes, timeout_s=s2.timeout_s,
-                        band_nodata=0)
+                        band_nodata=0, concurrency=s2.concurrency)
     return ReadSpec(recipe.s1.assets, recipe.s1.resampling, header_bytes=recipe.s1.header_bytes,
-                    timeout_s=recipe.s1.timeout_s)
+                    timeout_s=recipe.s1.timeout_s, concurrency=recipe.s1.concurrency)
 
 
-def run_unit(acq: Acquisition, grids: tuple, spec: ReadSpec) -> tuple[np.ndarray, int]:
+def run_unit(acq: Acquisition, grids: tuple, spec: ReadSpec) -> tuple[np.ndarray, BlockCount]:
     return read_acquisition(acq, grids, spec)
 
 
@@ -345,7 +345,7 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
     specs = {name: read_spec(cfg.recipe, name) for name in SERIES}
     read_batches(batches, run_unit, specs, cfg.workers, cfg.scheduler, tally,
                  lambda batch: finish_group(batch, cfg, source, fingerprints, report), progress, strict=cfg.strict)
-    report.searches, report.units, report.bytes_read = tally.searches, tally.units, tally.bytes_read
+    report.searches, report.units, report.blocks = tally.searches, tally.units, tally.blocks
     report.refused_items = tally.refused_items
 
     # what the lists and statistics hold: complete tiles, and tiles written without their lost dates

@@ -108,6 +108,11 @@ def s1_acquisition(item: pystac.Item, source: SourceRecipe) -> Acquisition:
     return Acquisition(item.id, product, series, _sensing_time(item), _hrefs(item, source.assets), 0, source.sign)
 
 
+def is_remote(href: str) -> bool:
+    """An href read over the network (HTTP, S3, GDAL's /vsicurl/ and kin), where a request waits on latency."""
+    return href.startswith(("http://", "https://", "s3://", "gs://", "/vsicurl", "/vsis3", "/vsigs", "/vsiaz"))
+
+
 def signed(href: str, mode: str) -> str:
     """Planetary Computer blob hrefs need a SAS token ("auto": only those; "always"; "never")."""
     if mode == "never":

@@ -1,7 +1,9 @@
-"""A Range-capable HTTP file server with request and byte counters.
+"""A Range-capable HTTP file server with request, byte and in-flight counters, shaped like object storage
+when asked (a delay before each answer, a bandwidth cap per request).
 
 COGs are read through GDAL's /vsicurl exactly as from a cloud bucket; the counters let tests and
-benchmarks measure read amplification. (Python's http.server has no Range support: GDAL refuses it.)
+benchmarks measure read amplification and how many requests a reader keeps in flight. (Python's
+http.server has no Range support: GDAL refuses it.)
 """
 
 from __future__ import annotations
@@ -24,7 +26,18 @@ class Counters:
     requests: int = 0
     bytes_sent: int = 0
     per_path: dict[str, list[int]] = field(default_factory=dict)  # path -> [requests, bytes, bytes of the first]
+    in_flight: int = 0  # requests being answered now
+    peak_in_flight: int = 0  # the most at once since the last reset
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def enter(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
 
     def add(self, path: str, nbytes: int) -> None:
         with self.lock:
@@ -37,7 +50,24 @@ class Counters:
     def reset(self) -> None:
         with self.lock:
             self.requests, self.bytes_sent = 0, 0
+            self.peak_in_flight = self.in_flight
             self.per_path.clear()
+
+
+@dataclass(frozen=True)
+class Shaping:
+    """Object storage as a reader meets it: each request answered after `delay_s` (its time to first byte),
+    and its body sent at most at `bytes_per_s` (None: as fast as the machine goes). Concurrent requests are
+    shaped each on its own, as a bucket's are."""
+
+    delay_s: float = 0.0
+    bytes_per_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.delay_s <= 10:
+            raise ValueError(f"delay {self.delay_s} s: expected 0 to 10 s per request")
+        if self.bytes_per_s is not None and self.bytes_per_s <= 0:
+            raise ValueError(f"bandwidth {self.bytes_per_s} bytes/s: expected more than 0")
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -113,10 +143,19 @@ def _handler(root: Path, counters: Counters, faults: Faults):
             return target if target.is_file() else None
 
         def do_HEAD(self):
-            self._serve(body=False)
+            self._shaped(body=False)
 
         def do_GET(self):
-            self._serve(body=True)
+            self._shaped(body=True)
+
+        def _shaped(self, body: bool):
+            counters.enter()
+            try:
+                if self.server.shaping.delay_s:
+                    time.sleep(self.server.shaping.delay_s)
+                self._serve(body)
+            finally:
+                counters.leave()
 
         def _serve(self, body: bool):
             target = self._resolve()
@@ -161,15 +200,22 @@ def _handler(root: Path, counters: Counters, faults: Faults):
             if body:
                 # Counted before sending: once the client has the bytes, the counters already show them.
                 counters.add(rel, length)
-                with open(target, "rb") as f:  # in pieces: memory per request stays at SEND_CHUNK, not the range
+                rate = self.server.shaping.bytes_per_s
+                chunk = SEND_CHUNK if rate is None else max(1024, int(rate / 100))
+                t0 = time.perf_counter()
+                with open(target, "rb") as f:  # in pieces: memory per request stays at one chunk, not the range
                     f.seek(start)
                     left = length
                     while left > 0:
-                        piece = f.read(min(SEND_CHUNK, left))
+                        piece = f.read(min(chunk, left))
                         if not piece:
                             break
                         self.wfile.write(piece)
                         left -= len(piece)
+                        if rate is not None:  # the cap: no piece goes out before its time
+                            ahead = (length - left) / rate - (time.perf_counter() - t0)
+                            if ahead > 0:
+                                time.sleep(ahead)
 
     return Handler
 
@@ -179,6 +225,7 @@ class QuietServer(ThreadingHTTPServer):
     no traceback on stderr for it; other errors are still printed."""
 
     daemon_threads = True
+    shaping = Shaping()
 
     def handle_error(self, request, client_address) -> None:
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
@@ -189,7 +236,7 @@ class QuietServer(ThreadingHTTPServer):
 class AssetServer:
     """Serve `root` over HTTP on 127.0.0.1 from a background thread; use as a context manager."""
 
-    def __init__(self, root: Path, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, root: Path, port: int = 0, host: str = "127.0.0.1", shaping: Shaping | None = None):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise FileNotFoundError(f"{root}: folder to serve does not exist")
@@ -198,8 +245,17 @@ class AssetServer:
         self.counters = Counters()
         self.faults = Faults()
         self._server = QuietServer((host, port), _handler(self.root, self.counters, self.faults))
+        self.shape(shaping or Shaping())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="asset-server", daemon=True)
+
+    def shape(self, shaping: Shaping) -> None:
+        """Answer from now on with this delay and bandwidth (benchmarks change it between runs)."""
+        self._server.shaping = shaping
+
+    @property
+    def shaping(self) -> Shaping:
+        return self._server.shaping
 
     @property
     def url(self) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omnisat_data.stac.search import resolve_href
 
-from .assets import AssetServer
+from .assets import AssetServer, Shaping
 from .pgstac import PgStacServer
 from .s3 import S3Server
 
@@ -44,13 +44,14 @@ def rewrite_items(items_file: Path, base_url: str, out: Path) -> Path:
 
 
 class WorldServers:
-    """Asset server over the world folder + pgstac API loaded with its items (hrefs pointing at the server)."""
+    """Asset server over the world folder + pgstac API loaded with its items (hrefs pointing at the server);
+    `shaping`: the asset server's delay and bandwidth (object storage as benchmarks model it)."""
 
     def __init__(self, world: Path, asset_port: int = 0, api_port: int = 0, db_port: int = 0,
-                 pg_bin: str | None = None):
+                 pg_bin: str | None = None, shaping: Shaping | None = None):
         self.collections, self.items_file = world_files(world)
         self.world = Path(world)
-        self.assets = AssetServer(self.world, port=asset_port)
+        self.assets = AssetServer(self.world, port=asset_port, shaping=shaping)
         self._tmp = Path(tempfile.mkdtemp(prefix="omnisat-world-items-"))
         self.items_served = rewrite_items(self.items_file, self.assets.url, self._tmp / "items.ndjson")
         self.api = PgStacServer(self.collections, [self.items_served], port=api_port, db_port=db_port, pg_bin=pg_bin)
