@@ -82,3 +82,10 @@ def test_blocks_read_are_counted_against_the_footprint_minimum(tmp_path):
         # blocks (0, 0), (0, 1) and (0, 1), (1, 1): their box would need 4 blocks for 3, so they are read apart
         _, count = _read_asset(src, grid, "nearest", np.stack([cols + 60, cols + 70]), np.stack([rows + 10, rows + 60]))
         assert count == BlockCount(read=3, minimum=3, read_bytes=3 * 8192, minimum_bytes=3 * 8192)
+
+
+def test_plan_reads_never_merges_into_a_block_no_tile_needs():
+    """5 blocks needed, their box holds 6: read apart (at production layout the sixth block is a whole MB)."""
+    wide, corner = Window(10, 10, 4, 300), Window(10, 200, 200, 100)  # (0, 0-2) and (0-1, 1-2) of 128 px blocks
+    reads = plan_reads([wide, corner], (128, 128))
+    assert [w for w, _ in reads] == [wide, corner]
