@@ -12,7 +12,7 @@ A unit that fails fails the tiles it covers (reason recorded); the others go on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from omnisat_data.geo.tile import Tile
 from omnisat_data.io.paths import without_queries
-from omnisat_data.io.workers import executor
+from omnisat_data.io.workers import executor, thread_pool
 from omnisat_data.stac.acquisitions import Acquisition, is_remote
 from omnisat_data.stac.items import ItemError
 
@@ -79,9 +79,6 @@ def unit_error(acq: Acquisition, error: Exception) -> str:
     return without_queries(f"item {acq.item_id}: {error.__class__.__name__}: {' '.join(str(error).split())}")
 
 
-_UNIT_POOL: list[ThreadPoolExecutor] = []  # per process, made once (its threads live on between tasks)
-
-
 def run_together(unit: Callable, jobs: list[tuple]) -> list[tuple[bool, Any]]:
     """`unit(*job)` for each job, at once in threads of this worker: (True, its result) or (False, why it
     failed) per job, in order; one failure costs only its own job."""
@@ -93,9 +90,8 @@ def run_together(unit: Callable, jobs: list[tuple]) -> list[tuple[bool, Any]]:
 
     if len(jobs) == 1:
         return [one(jobs[0])]
-    if not _UNIT_POOL:
-        _UNIT_POOL.append(ThreadPoolExecutor(UNITS_PER_TASK, thread_name_prefix="unit"))
-    return list(_UNIT_POOL[0].map(one, jobs))
+    # not the reader threads' pool: a unit waiting on its readers must not hold one of their threads
+    return list(thread_pool("unit", UNITS_PER_TASK).map(one, jobs))
 
 
 def read_batches(batches: list[Batch], unit: Callable, specs: dict, workers: int, scheduler: str | None,

@@ -8,7 +8,6 @@ cost no extra blocks, reads those, and resamples every tile from memory (geo/res
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass
 
 import numpy as np
@@ -18,6 +17,7 @@ import rasterio.windows
 from omnisat_data.geo.grid import Grid, crs_string
 from omnisat_data.geo.resample import Window, centres_in, sample, support
 from omnisat_data.io.paths import without_queries
+from omnisat_data.io.workers import thread_pool
 from omnisat_data.stac.acquisitions import Acquisition, is_remote, signed
 from omnisat_data.stac.gdal import gdal_http_env
 from omnisat_data.stac.items import ItemError
@@ -151,17 +151,6 @@ def _read_asset(src, source: Grid, method: str, cols: np.ndarray, rows: np.ndarr
     return out, BlockCount(len(touched), len(minimum), _block_bytes(src, touched), _block_bytes(src, minimum))
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}  # per process: threads (and their HTTP connections) live on
-
-
-def _asset_pool(size: int) -> ThreadPoolExecutor:
-    """This process's pool of `size` reader threads, made once: a unit's reads reuse the threads of the units
-    before it, so that GDAL's per-thread HTTP connections stay open (kept alive) instead of one per unit."""
-    if size not in _POOLS:
-        _POOLS[size] = ThreadPoolExecutor(size, thread_name_prefix="asset")
-    return _POOLS[size]
-
-
 def _asset_values(acq: Acquisition, k: int, key: str, href: str, grids: tuple[Grid, ...], spec: ReadSpec,
                   ) -> tuple[np.ndarray, BlockCount]:
     """Asset `k` of `acq` at the tiles' pixel centres, and the blocks read; ItemError naming the item and
@@ -214,7 +203,7 @@ def read_acquisition(acq: Acquisition, grids: tuple[Grid, ...], spec: ReadSpec) 
         if any(is_remote(href) for _, href in acq.assets):
             # through this process's pool even at concurrency 1: the units a worker runs at once share it,
             # so that it bounds the requests in flight per worker and modality
-            results = list(_asset_pool(spec.concurrency).map(lambda job: _in_reader_thread(*job), jobs))
+            results = list(thread_pool("asset", spec.concurrency).map(lambda job: _in_reader_thread(*job), jobs))
         else:  # local files wait on no one: threads would only add their overhead
             results = [_asset_values(*job) for job in jobs]
     for k, (values, count) in enumerate(results):

@@ -5,6 +5,7 @@ All three are `concurrent.futures` executors, so the build code is the same ever
 or on Kubernetes) every unit is retried twice on another worker if its worker dies; units write
 their own outputs (or return small arrays), so no raster is held on the client. GDAL settings travel
 with each unit (`rasterio.Env` inside it), so workers need no configuration beyond the package.
+Inside a worker, `thread_pool` gives the threads that keep its requests in flight together.
 """
 
 from __future__ import annotations
@@ -59,6 +60,20 @@ def executor(workers: int, scheduler: str | None = None) -> Iterator[Executor]:
     with ProcessPoolExecutor(max_workers=min(workers, max_local_workers()), initializer=_ignore_interrupts,
                              mp_context=multiprocessing.get_context("spawn")) as pool:
         yield pool
+
+
+_THREADS: dict[tuple[str, int], ThreadPoolExecutor] = {}
+
+
+def thread_pool(name: str, size: int) -> ThreadPoolExecutor:
+    """This process's pool of `size` threads for `name`, made on first use and kept: the reader threads
+    of a worker (build/engine.py, build/sentinel.py) serve unit after unit, so that GDAL's per-thread
+    HTTP connections stay open (kept alive) instead of one per unit. Per process, never shared with
+    the workers: each makes its own."""
+    key = (name, size)
+    if key not in _THREADS:
+        _THREADS[key] = ThreadPoolExecutor(size, thread_name_prefix=name)
+    return _THREADS[key]
 
 
 def check_scheduler(address: str) -> None:
