@@ -23,11 +23,10 @@ import pystac
 import rasterio
 
 from omnisat_data.build.plan import PLAN
-from omnisat_data.build.sentinel import footprint_blocks
+from omnisat_data.build.sentinel import asset_method, footprint_blocks, tile_pixels, tile_windows
 from omnisat_data.build.treesatai_ts import BuildConfig, build_treesatai, read_spec
 from omnisat_data.formats.treesatai import read_treesatai
 from omnisat_data.geo.grid import Grid
-from omnisat_data.geo.resample import centres_in, support
 from omnisat_data.recipe import SourceRecipe, load_recipe
 from omnisat_data.sim.serve.world import WorldServers
 from omnisat_data.sim.world.config import PRESETS
@@ -111,12 +110,8 @@ def jp2_footprint_minimum(world: Path, out: Path, recipe) -> tuple[int, int]:
                 with rasterio.open(path) as src:
                     grid = Grid(src.crs.to_string(), src.transform, (src.height, src.width))
                     block = tuple(src.block_shapes[0])
-                method = spec.resampling if k < len(spec.bands) else "nearest"  # SCL: nearest
-                windows = []
-                for tile in tiles:
-                    cols, rows = grid.fractional_pixels(*centres_in(tile, grid.crs))
-                    windows.append(support(cols, rows, method, grid.shape))
-                needed = footprint_blocks(windows, block)
+                cols, rows = tile_pixels(grid, tuple(tiles))
+                needed = footprint_blocks(tile_windows(cols, rows, asset_method(spec, k), grid.shape), block)
                 sizes.setdefault(href, jp2_tile_bytes(path))
                 blocks += len(needed)
                 nbytes += sum(sizes[href][b] for b in needed)

@@ -73,6 +73,11 @@ def _blocks(rect: tuple[int, int, int, int]) -> set[tuple[int, int]]:
     return {(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
 
 
+def tile_windows(cols: np.ndarray, rows: np.ndarray, method: str, shape: tuple[int, int]) -> list[Window | None]:
+    """Per tile, the source pixels `method` needs at its pixel centres (`tile_pixels`); None: outside."""
+    return [support(c, r, method, shape) for c, r in zip(cols, rows)]
+
+
 def footprint_blocks(windows: list[Window | None], block: tuple[int, int]) -> set[tuple[int, int]]:
     """The blocks (row, col) the tiles' own windows intersect: the least any read of them can touch."""
     return {b for w in windows if w is not None for b in _blocks(_block_rect(w, block))}
@@ -135,7 +140,7 @@ def _read_asset(src, source: Grid, method: str, cols: np.ndarray, rows: np.ndarr
     coordinates, and the blocks read. `nodata`: when the file declares none."""
     shape = source.shape
     block = tuple(src.block_shapes[0])
-    windows = [support(c, r, method, shape) for c, r in zip(cols, rows)]
+    windows = tile_windows(cols, rows, method, shape)
     out = np.full(cols.shape, np.nan)
     nodata = src.nodata if src.nodata is not None else nodata
     touched: set[tuple[int, int]] = set()
@@ -151,24 +156,37 @@ def _read_asset(src, source: Grid, method: str, cols: np.ndarray, rows: np.ndarr
     return out, BlockCount(len(touched), len(minimum), _block_bytes(src, touched), _block_bytes(src, minimum))
 
 
+def asset_method(spec: ReadSpec, k: int) -> str:
+    """The resampling of asset `k` of a unit: the bands', the probability masks', nearest for SCL classes."""
+    if k < len(spec.bands):
+        return spec.resampling
+    return "nearest" if spec.mask_source == "scl" else spec.mask_resampling
+
+
+def tile_pixels(source: Grid, grids: tuple[Grid, ...], centres: dict | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(cols, rows), each (n_tiles, H, W): the tiles' pixel centres as fractional pixels of `source`.
+    `centres` caches the centres per CRS across the assets of a unit (they share one, mostly)."""
+    centres = {} if centres is None else centres
+    if source.crs not in centres:
+        xy = [centres_in(g, source.crs) for g in grids]
+        centres[source.crs] = (np.stack([p[0] for p in xy]), np.stack([p[1] for p in xy]))
+    return source.fractional_pixels(*centres[source.crs])
+
+
 def _asset_values(acq: Acquisition, k: int, key: str, href: str, grids: tuple[Grid, ...], spec: ReadSpec,
-                  ) -> tuple[np.ndarray, BlockCount]:
+                  centres: dict) -> tuple[np.ndarray, BlockCount]:
     """Asset `k` of `acq` at the tiles' pixel centres, and the blocks read; ItemError naming the item and
     asset when it cannot be read. Inside the GDAL settings of `read_acquisition`."""
-    if k < len(spec.bands):
-        method = spec.resampling
-    else:
-        method = "nearest" if spec.mask_source == "scl" else spec.mask_resampling
     fallback = spec.band_nodata if k < len(spec.bands) or spec.mask_source == "scl" else None
     try:
         with rasterio.open(signed(href, acq.sign)) as src:
             crs = crs_string(src.crs) or None
             if crs is None:
                 raise ValueError("no CRS")
-            xy = [centres_in(g, crs) for g in grids]
             source = Grid(crs, src.transform, (src.height, src.width))
-            cols, rows = source.fractional_pixels(np.stack([p[0] for p in xy]), np.stack([p[1] for p in xy]))
-            return _read_asset(src, source, method, cols, rows, fallback)
+            cols, rows = tile_pixels(source, grids, centres)
+            return _read_asset(src, source, asset_method(spec, k), cols, rows, fallback)
     except (rasterio.errors.RasterioError, ValueError, OSError) as error:
         reason = " ".join(str(error).split())
         # GDAL quotes the URL it opened, signed (a token in its query): the message keeps none of it
@@ -176,11 +194,11 @@ def _asset_values(acq: Acquisition, k: int, key: str, href: str, grids: tuple[Gr
 
 
 def _in_reader_thread(acq: Acquisition, k: int, key: str, href: str, grids: tuple[Grid, ...], spec: ReadSpec,
-                      ) -> tuple[np.ndarray, BlockCount]:
+                      centres: dict) -> tuple[np.ndarray, BlockCount]:
     """`_asset_values` from a reader thread, with GDAL's settings set for it (rasterio keeps them per thread
     outside the main one)."""
     with rasterio.Env(**gdal_http_env(spec.header_bytes, spec.timeout_s)):
-        return _asset_values(acq, k, key, href, grids, spec)
+        return _asset_values(acq, k, key, href, grids, spec, centres)
 
 
 def read_acquisition(acq: Acquisition, grids: tuple[Grid, ...], spec: ReadSpec) -> tuple[np.ndarray, BlockCount]:
@@ -196,7 +214,8 @@ def read_acquisition(acq: Acquisition, grids: tuple[Grid, ...], spec: ReadSpec) 
     n_masks = 0 if spec.mask_source == "none" else 2
     out = np.full((len(grids), len(spec.bands) + n_masks) + grids[0].shape, np.nan, dtype=np.float32)
     blocks = BlockCount()
-    jobs = [(acq, k, key, href, grids, spec) for k, (key, href) in enumerate(acq.assets)]
+    centres: dict = {}  # shared by the reader threads: a race only computes one CRS's centres twice
+    jobs = [(acq, k, key, href, grids, spec, centres) for k, (key, href) in enumerate(acq.assets)]
     # the settings for this thread too: in a main thread they are GDAL's global ones, which the threads
     # GDAL starts itself (JPEG 2000 decoding) read
     with rasterio.Env(**gdal_http_env(spec.header_bytes, spec.timeout_s)):
