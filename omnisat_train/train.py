@@ -569,11 +569,7 @@ def fit(run: Run, progress=None) -> dict:
                                                          run.scheduler, run.state)
     out = Path(cfg.out)
     monitor = "loss" if cfg.task == "pretrain" else "f1_macro"
-    board = None
-    if rt.main and cfg.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        board = SummaryWriter(str(out / "tensorboard"))
+    board = None  # opened at the first committed epoch: a run killed before it leaves no run file behind
     t0 = time.perf_counter()
     # an early-stopped run is finished: resuming it goes straight to the test, without another epoch
     for epoch in range(run.start, cfg.epochs if not state.get("stopped") else run.start):
@@ -592,15 +588,19 @@ def fit(run: Run, progress=None) -> dict:
                   "seconds": round(time.perf_counter() - tick, 3),
                   "samples_per_s": round(train_metrics["samples"] / max(time.perf_counter() - tick, 1e-9), 2)}
         state["history"].append(record)
-        if board is not None:
+        if rt.main:
+            commit_epoch(out, checkpoint_payload(cfg, model, optimizer, scheduler, epoch, state), better)
+        if rt.main and cfg.tensorboard:  # after the commit: the scalars never hold an epoch the checkpoint lacks
+            if board is None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                board = SummaryWriter(str(out / "tensorboard"))
             for split, metrics in (("train", train_metrics), ("val", val_metrics)):
                 for key, value in metrics.items():
                     if isinstance(value, float):
                         board.add_scalar(f"{split}/{key}", value, epoch)
             board.add_scalar("lr", record["lr"], epoch)
             board.flush()
-        if rt.main:
-            commit_epoch(out, checkpoint_payload(cfg, model, optimizer, scheduler, epoch, state), better)
         if progress and rt.main:
             progress(epoch + 1, cfg.epochs, record)
         if state["stopped"]:

@@ -105,6 +105,28 @@ def test_resume_continues_exactly_and_finetune_starts_from_pretraining(built, tm
     assert np.isfinite(saved["embeddings"]).all() and len(saved["names"]) == len(saved["labels"])
 
 
+def test_a_run_killed_in_its_first_epoch_leaves_nothing_to_refuse(built, tmp_path, monkeypatch):
+    # a kill (here an interrupt injected at the first evaluation) before the first committed epoch: the same
+    # command runs again without --resume, as nothing of the run was written
+    import omnisat_train.train as loop
+
+    plain = loop.run_epoch
+
+    def interrupted(cfg, rt, model, loader, epoch, optimizer, split):
+        if split == "val":
+            raise KeyboardInterrupt
+        return plain(cfg, rt, model, loader, epoch, optimizer, split)
+
+    cfg = _cfg(built[0], tmp_path / "run", epochs=1, max_dates=4)
+    monkeypatch.setattr(loop, "run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    assert [name for name in loop.RUN_FILES if (tmp_path / "run" / name).exists()] == []
+    monkeypatch.setattr(loop, "run_epoch", plain)
+    assert [h["epoch"] for h in train(cfg)["history"]] == [0]
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
 @pytest.mark.slow
 def test_two_process_ddp_gradients_equal_one_process(built, tmp_path):
     script = ROOT / "tests" / "ddp_step.py"
