@@ -15,11 +15,13 @@ from .atomic import replacing
 
 
 def write_cog(path: Path, data: np.ndarray, grid: Grid, nodata: float | None, blocksize: int = 256,
-              compress: str = "DEFLATE", resampling: str = "AVERAGE", band_names: tuple[str, ...] = ()) -> None:
+              compress: str = "DEFLATE", resampling: str = "AVERAGE", band_names: tuple[str, ...] = (),
+              predictor: bool = False, threads: int = 1) -> None:
     """Write (bands, H, W) or (H, W) `data` on `grid` as a tiled COG with internal overviews.
 
     Overviews are built down to one block (at least one level when the image exceeds a block), as GDAL's
-    COG driver does; the file appears under its final name only once complete.
+    COG driver does; the file appears under its final name only once complete. `predictor`: the horizontal
+    (integers) or floating-point predictor before compression, as production catalogs' COGs.
     """
     data = data[None] if data.ndim == 2 else data
     count, height, width = data.shape
@@ -34,7 +36,8 @@ def write_cog(path: Path, data: np.ndarray, grid: Grid, nodata: float | None, bl
                 ds.set_band_description(i, name)
         with mem.open() as src:
             rasterio.shutil.copy(src, tmp, driver="COG", BLOCKSIZE=blocksize, COMPRESS=compress,
-                                 OVERVIEW_RESAMPLING=resampling, RESAMPLING=resampling, NUM_THREADS="1")
+                                 OVERVIEW_RESAMPLING=resampling, RESAMPLING=resampling, NUM_THREADS=str(threads),
+                                 **({"PREDICTOR": "YES"} if predictor else {}))
 
 
 def write_gtiff(path: Path, data: np.ndarray, grid: Grid, nodata: float | None = None, **options) -> None:
