@@ -9,8 +9,7 @@ in one run:
 
 Prints tile-dates per second, requests and bytes served, the most requests the server held at once,
 and the footprint minimum (blocks the tiles' sampling windows intersect) against the blocks read.
-The demo world's COGs are small (22-86 KB files): production-layout figures are issue 19's
-`build_cloud.py`, still to come.
+The demo world's COGs are small (22-86 KB files): production-layout figures come from `build_cloud.py`.
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ def plan_reads(windows: list[Window | None], block: tuple[int, int]) -> list[tup
     return reads
 
 
-def _block_bytes(src, blocks: set[tuple[int, int]]) -> int:
+def block_bytes(src, blocks: set[tuple[int, int]]) -> int:
     """Compressed size of these blocks of band 1, from the TIFF's tile byte counts (0 if unknown)."""
     total = 0
     for r, c in blocks:
@@ -153,7 +153,7 @@ def _read_asset(src, source: Grid, method: str, cols: np.ndarray, rows: np.ndarr
             data[data == nodata] = np.nan
         for i in members:
             out[i] = sample(data[None], cols[i] - window.col, rows[i] - window.row, method)[0]
-    return out, BlockCount(len(touched), len(minimum), _block_bytes(src, touched), _block_bytes(src, minimum))
+    return out, BlockCount(len(touched), len(minimum), block_bytes(src, touched), block_bytes(src, minimum))
 
 
 def asset_method(spec: ReadSpec, k: int) -> str:
