@@ -51,18 +51,21 @@ METHODS = ("ours-1", "ours-2", "odc-cell", "stackstac-cell", "odc-tile")
 
 # -- the methods (each runs in a child process: `--run METHOD`) ----------------------------------------
 
-def recipe_for(items: Path):
+def recipe_for(items: Path, group_size_m: float | None = None):
+    """recipes/treesatai-ts.toml (Planetary Computer) on the world's item file, unsigned."""
     from omnisat_data.recipe import load_recipe
 
     base = load_recipe(ROOT / "recipes" / "treesatai-ts.toml").with_catalog(str(items))
     return dataclasses.replace(base, s2=dataclasses.replace(base.s2, sign="never"),
-                               s1=dataclasses.replace(base.s1, sign="never"))
+                               s1=dataclasses.replace(base.s1, sign="never"),
+                               group_size_m=group_size_m or base.group_size_m)
 
 
-def run_ours(world: Path, items: Path, out: Path, workers: int) -> dict:
+def run_ours(world: Path, items: Path, out: Path, workers: int, group_size_m: float | None = None) -> dict:
     from omnisat_data.build.treesatai_ts import BuildConfig, build_treesatai
 
-    report = build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe_for(items), out, workers=workers))
+    recipe = recipe_for(items, group_size_m)
+    report = build_treesatai(BuildConfig(world / "sources" / "treesatai", recipe, out, workers=workers))
     return {"tile_dates": report.tile_dates, "failed": len(report.failed), "minimum_bytes": report.blocks.minimum_bytes,
             "blocks_read": report.blocks.read, "blocks_minimum": report.blocks.minimum}
 
@@ -223,10 +226,11 @@ def check_values(world: Path, items: Path, out: Path, n: int) -> dict:
 
 # -- the physical minimum: distinct blocks over the whole build ----------------------------------------
 
-def physical_minimum(world: Path, out: Path, items: Path) -> tuple[int, int]:
+def physical_minimum(world: Path, out: Path, items: Path, distinct: bool = True) -> tuple[int, int]:
     """(blocks, compressed bytes) of the distinct full-resolution blocks the tiles' sampling windows
     intersect, over every asset of the build's plan (`out/plan.json`), with the build's own window rules;
-    sizes from the local files' TIFF tile byte counts."""
+    sizes from the local files' TIFF tile byte counts. `distinct=False`: the sum over the plan's units
+    (each group's own footprint minimum; blocks that groups share counted once per group)."""
     import rasterio
 
     from omnisat_data.build.plan import PLAN
@@ -236,7 +240,7 @@ def physical_minimum(world: Path, out: Path, items: Path) -> tuple[int, int]:
 
     recipe = recipe_for(items)
     grids = {t.name: t.sentinel for t in tiles_of(world)}
-    needed: dict[Path, set] = {}
+    needed: dict = {}  # path (or path and unit) -> blocks
     for group in json.loads((out / PLAN).read_text())["sections"]["sentinel"]["groups"]:
         for unit in group["units"]:
             spec = read_spec(recipe, "s2" if unit["source"]["series"] == "s2" else "s1")
@@ -248,10 +252,13 @@ def physical_minimum(world: Path, out: Path, items: Path) -> tuple[int, int]:
                     block = tuple(src.block_shapes[0])
                 cols, rows = tile_pixels(grid, tiles)
                 windows = tile_windows(cols, rows, asset_method(spec, k), grid.shape)
-                needed.setdefault(path, set()).update(footprint_blocks(windows, block))
+                if distinct:
+                    needed.setdefault(path, set()).update(footprint_blocks(windows, block))
+                else:
+                    needed[(path, len(needed))] = footprint_blocks(windows, block)
     nbytes = 0
-    for path, blocks in needed.items():
-        with rasterio.open(path) as src:
+    for key, blocks in needed.items():
+        with rasterio.open(key if distinct else key[0]) as src:
             nbytes += block_bytes(src, blocks)
     return sum(len(b) for b in needed.values()), nbytes
 

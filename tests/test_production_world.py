@@ -27,7 +27,7 @@ from omnisat_data.sim.serve.world import rewrite_items  # noqa: E402
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("production") / "world"
-    production_world.make(root, dates=2, cells=1, per_cell=4, scale=16, workers=2)
+    production_world.make(root, dates=2, cells=1, per_cell=25, scale=16, workers=2)
     return root
 
 
@@ -62,7 +62,7 @@ def test_the_build_reads_the_minimum_blocks_and_warps_as_gdal(small, tmp_path):
         items = rewrite_items(small / "stac" / "items.ndjson", server.url, tmp_path / "items.ndjson")
         result = build_cloud.run_ours(small, items, tmp_path / "out", workers=0)
         assert server.counters.requests > 0
-    assert result["failed"] == 0 and result["tile_dates"] == 4 * (2 + 1 + 1)
+    assert result["failed"] == 0 and result["tile_dates"] == 25 * (2 + 1 + 1)
     assert result["blocks_read"] == result["blocks_minimum"] > 0
     scene = production_world.s2_scenes(production_world.Layout(16), 2)[1]
     for tile in build_cloud.tiles_of(small):
@@ -74,3 +74,15 @@ def test_the_build_reads_the_minimum_blocks_and_warps_as_gdal(small, tmp_path):
                 reproject(rasterio.band(src, 1), want, dst_transform=tile.sentinel.transform,
                           dst_crs=tile.sentinel.rio_crs, resampling=Resampling.bilinear)
             np.testing.assert_allclose(ours[k].astype(np.float32) + 1000, np.round(want), atol=1, err_msg=band)
+
+
+def test_a_block_that_groups_share_is_read_once(small, tmp_path):
+    # 500 m groups: the cell's 25 tiles in many groups, neighbours sharing blocks (640 m at 10 m, 1.28 km at
+    # 20 m); the scene is opened once for all of them, so the build reads each needed block once
+    with AssetServer(small) as server:
+        items = rewrite_items(small / "stac" / "items.ndjson", server.url, tmp_path / "items.ndjson")
+        result = build_cloud.run_ours(small, items, tmp_path / "out", workers=2, group_size_m=500)
+    distinct, _ = build_cloud.physical_minimum(small, tmp_path / "out", items)
+    per_group, _ = build_cloud.physical_minimum(small, tmp_path / "out", items, distinct=False)
+    assert per_group > distinct * 1.2  # the groups do share blocks: one read per group would read more
+    assert result["failed"] == 0 and result["blocks_read"] == distinct

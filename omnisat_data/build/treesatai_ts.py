@@ -3,10 +3,10 @@
 The flow, top to bottom:
   1. read the source tree (tiles, labels, splits) and skip tiles already complete in `out`;
   2. group pending tiles by neighbourhood and series year; one search per group and modality;
-  3. one unit of work per (acquisition, batch of at most `batch_tiles` tiles of a group): open each
-     asset once, resample every tile of the batch that the scene covers (build/sentinel.py), in a pool of
-     worker processes or on a Dask cluster, a bounded window of batches at a time (steps 2-3 are the
-     engine all builds share: build/engine.py);
+  3. the groups' tiles in batches of at most `batch_tiles`, the batches in waves of neighbouring groups;
+     one read per acquisition and wave: open each asset once, resample every tile of the wave that the
+     scene covers (build/sentinel.py), in a pool of worker processes or on a Dask cluster, two waves at
+     a time (steps 2-3 are the engine all builds share: build/engine.py);
   4. when a batch's units are all back, assemble each of its tiles' series (build/treesatai_series.py),
      write them (formats/treesatai_ts.py), then the tile's manifest item, which marks it complete;
   5. write what spans tiles: aerial copies, labels, splits, statistics, collection and report.
@@ -69,7 +69,7 @@ class BuildConfig:
     out: Path
     workers: int = 2  # worker processes; 0 reads in this process
     scheduler: str | None = None  # a Dask scheduler address (tcp://HOST:PORT): the units run on its workers
-    batch_tiles: int = 256  # tiles held in memory together (a unit = one acquisition x one batch)
+    batch_tiles: int = 256  # tiles of a group written together (reads span a wave of batches: engine.py)
     limit: int | None = None  # first N tiles (by name) only
     year: int | None = None  # fallback year for tiles missing from bb_60m.GeoJSON
     strict: bool = False  # a scene that cannot be read fails the tiles it covers (default: they lose that date)
