@@ -124,3 +124,16 @@ def test_acquisitions_survive_the_plan_file_and_groups_restrict_to_pending_tiles
     kept = restrict(group, {"b", "c"})
     assert [t.name for t in kept.tiles] == ["b", "c"]
     assert kept.units == [Unit(acq, (1,)), Unit(back, (0,))] and kept.failed == {1: "why"}  # tile a's unit gone
+
+
+def test_groups_in_z_order_make_compact_waves():
+    # the engine reads consecutive groups together: in Z-order every 4 consecutive cells of a 4 x 4 lattice
+    # aligned on 4 form a 2 x 2 square (sorted by column, a 1 x 4 strip); negative cell indices too
+    from omnisat_data.build.plan import z_order
+
+    for origin in (0, -4, 8):
+        cells = sorted(((c, r) for c in range(origin, origin + 4) for r in range(origin, origin + 4)),
+                       key=lambda cell: z_order(*cell))
+        for start in range(0, 16, 4):
+            cols, rows = zip(*cells[start : start + 4])
+            assert max(cols) - min(cols) == 1 and max(rows) - min(rows) == 1, cells[start : start + 4]

@@ -108,13 +108,23 @@ def group_bbox(footprints: list) -> tuple[float, float, float, float]:
 def group_tiles(
     tiles: list[Tile], group_size_m: float, window: Callable[[Tile], tuple[str, int | None]]
 ) -> list[Group]:
-    """Tiles grouped by (time window, CRS, cell of `group_size_m`); `window(tile)` -> (interval, year)."""
+    """Tiles grouped by (time window, CRS, cell of `group_size_m`); `window(tile)` -> (interval, year).
+    Cells in Z-order: the engine reads consecutive groups together (a wave), and in Z-order a wave is a
+    compact patch of cells, sharing more blocks than a strip of them would."""
     cells: dict[tuple, list[Tile]] = {}
     for t in tiles:
         left, bottom, _, _ = t.vhr.bounds
-        key = window(t) + (t.vhr.crs, int(left // group_size_m), int(bottom // group_size_m))
+        key = window(t) + (t.vhr.crs, z_order(int(left // group_size_m), int(bottom // group_size_m)))
         cells.setdefault(key, []).append(t)
     return [Group(key[0], members, key[1]) for key, members in sorted(cells.items())]
+
+
+def z_order(col: int, row: int) -> int:
+    """The cell's place on the Z-order curve: the bits of col and row interleaved (offset to be >= 0)."""
+    col, row, key = col + 2**31, row + 2**31, 0
+    for bit in range(32):
+        key |= ((col >> bit) & 1) << (2 * bit) | ((row >> bit) & 1) << (2 * bit + 1)
+    return key
 
 
 # -- 2. searches --------------------------------------------------------------------------------------
