@@ -31,7 +31,15 @@ import numpy as np
 from shapely.geometry import mapping
 
 from omnisat_data.formats.treesatai import LABELS, TreeSatSource, read_treesatai
-from omnisat_data.formats.treesatai_ts import S2_BANDS, SERIES, Series, split_list, tile_files, write_tile
+from omnisat_data.formats.treesatai_ts import (
+    S2_BANDS,
+    SERIES,
+    Series,
+    preload_pth_writer,
+    split_list,
+    tile_files,
+    write_tile,
+)
 from omnisat_data.geo.tile import Tile
 from omnisat_data.io.atomic import place_copy, remove_stale_temporaries, write_json, write_text
 from omnisat_data.io.paths import check_apart
@@ -342,6 +350,8 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
     tally = ReadTally()
     source, tiles, fingerprints, groups = plan_build(cfg, report, tally, source, progress)
     batches = [b for g in groups for b in split_group(g, cfg.batch_tiles)]
+    if batches:
+        preload_pth_writer()
     specs = {name: read_spec(cfg.recipe, name) for name in SERIES}
     read_batches(batches, run_unit, specs, cfg.workers, cfg.scheduler, tally,
                  lambda batch: finish_group(batch, cfg, source, fingerprints, report), progress, strict=cfg.strict)

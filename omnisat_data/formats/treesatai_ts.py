@@ -8,7 +8,9 @@ file is written under a temporary name and renamed, so a file under its final na
 
 from __future__ import annotations
 
+import importlib
 import io
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,14 @@ def pth_tensor(data: np.ndarray) -> np.ndarray:
         data = np.where(np.isnan(data), means, data)
     ratio = data[:, 0:1] / (data[:, 1:2] + np.float32(1e-8))
     return np.concatenate([data, ratio], axis=1).astype(np.float32)
+
+
+def preload_pth_writer() -> threading.Thread:
+    """Import torch (what `write_pth` needs; about 3 s) in a thread, so that a build reads its first scenes
+    meanwhile instead of waiting for it at its first tile."""
+    thread = threading.Thread(target=importlib.import_module, args=("torch",), name="import-torch", daemon=True)
+    thread.start()
+    return thread
 
 
 def write_pth(path: Path, data: np.ndarray) -> None:
