@@ -242,25 +242,31 @@ def physical_minimum(world: Path, out: Path, items: Path, distinct: bool = True)
     recipe = recipe_for(items)
     grids = {t.name: t.sentinel for t in tiles_of(world)}
     needed: dict = {}  # path (or path and unit) -> blocks
+    layouts: dict[Path, tuple] = {}  # path -> (grid, block): each file's header read once
     for group in json.loads((out / PLAN).read_text())["sections"]["sentinel"]["groups"]:
         for unit in group["units"]:
             spec = read_spec(recipe, "s2" if unit["source"]["series"] == "s2" else "s1")
             tiles = tuple(grids[group["tiles"][i]] for i in unit["tiles"])
             for k, (_, href) in enumerate(unit["source"]["assets"]):
                 path = world / "data" / href.split("/data/", 1)[1]
-                with rasterio.open(path) as src:
-                    grid = Grid(src.crs.to_string(), src.transform, (src.height, src.width))
-                    block = tuple(src.block_shapes[0])
+                if path not in layouts:
+                    with rasterio.open(path) as src:
+                        layouts[path] = (Grid(src.crs.to_string(), src.transform, (src.height, src.width)),
+                                         tuple(src.block_shapes[0]))
+                grid, block = layouts[path]
                 cols, rows = tile_pixels(grid, tiles)
                 windows = tile_windows(cols, rows, asset_method(spec, k), grid.shape)
                 if distinct:
                     needed.setdefault(path, set()).update(footprint_blocks(windows, block))
                 else:
                     needed[(path, len(needed))] = footprint_blocks(windows, block)
-    nbytes = 0
+    by_path: dict[Path, list[set]] = {}
     for key, blocks in needed.items():
-        with rasterio.open(key if distinct else key[0]) as src:
-            nbytes += block_bytes(src, blocks)
+        by_path.setdefault(key if distinct else key[0], []).append(blocks)
+    nbytes = 0
+    for path, sets in by_path.items():  # each file opened once for its tile byte counts
+        with rasterio.open(path) as src:
+            nbytes += sum(block_bytes(src, blocks) for blocks in sets)
     return sum(len(b) for b in needed.values()), nbytes
 
 

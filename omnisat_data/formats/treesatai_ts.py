@@ -76,12 +76,10 @@ def pth_tensor(data: np.ndarray) -> np.ndarray:
     return np.concatenate([data, ratio], axis=1).astype(np.float32)
 
 
-def preload_pth_writer() -> threading.Thread:
+def preload_pth_writer() -> None:
     """Import torch (what `write_pth` needs; about 3 s) in a thread, so that a build reads its first scenes
     meanwhile instead of waiting for it at its first tile."""
-    thread = threading.Thread(target=importlib.import_module, args=("torch",), name="import-torch", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=importlib.import_module, args=("torch",), name="import-torch", daemon=True).start()
 
 
 def write_pth(path: Path, data: np.ndarray) -> None:
