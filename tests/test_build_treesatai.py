@@ -590,3 +590,62 @@ def test_ctrl_c_stops_a_build_in_a_few_lines_and_the_rerun_completes_it(world, t
     assert proc.returncode != 0 and "Traceback" not in err and len(err.strip().splitlines()) <= 3, err[-2000:]
     r = subprocess.run(_cli_build(source, recipe, out), capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0 and json.loads((out / "build-report.json").read_text())["tiles"]["failed"] == 0
+
+
+# -- one read per scene for the whole build; the stage ----------------------------------------------------
+
+def test_a_scene_is_read_once_for_every_batch_that_needs_it():
+    """However finely the tiles are batched, each acquisition is one read over all of them (so a block that
+    tiles anywhere in the build share is fetched once); a read whose values would be too large is cut in
+    batch order."""
+    from omnisat_data.build.engine import Batch, scene_reads
+    from omnisat_data.build.plan import Unit
+    from omnisat_data.build.sentinel import ReadSpec
+    from omnisat_data.geo.grid import Grid
+    from omnisat_data.geo.tile import Tile
+
+    def acquisition(day: int) -> Acquisition:
+        return Acquisition(f"item-{day}", f"S2A_MSIL2A_202206{day:02d}T103021_N0400_R108_T32ULU_x", "s2",
+                           dt.datetime(2022, 6, day, tzinfo=dt.UTC), (("B02", f"/b{day}.tif"),))
+
+    scenes = [acquisition(d) for d in (3, 1, 2)]
+    grid = Grid.from_origin("EPSG:32632", 400000.0, 5400000.0, 10.0, (6, 6))
+    tile = Tile(name="t", vhr=grid, sentinel=grid, year=2022)
+    # 1,000 batches of one tile; the first scene covers the first 600 tiles, the others all of them
+    batches = [Batch("2022", [tile], 2022, [Unit(s, (0,)) for s in scenes if b < 600 or s is not scenes[0]])
+               for b in range(1000)]
+    reads = scene_reads(batches)
+    assert [(r.source.item_id, len(r.members)) for r in reads] == [("item-1", 1000), ("item-2", 1000), ("item-3", 600)]
+    spec = ReadSpec(("B02",))  # 144 bytes of float32 per tile: 100 tiles fit in 14,400
+    parts = scene_reads(batches, {"s2": spec}, limit=14_400)
+    assert [len(r.members) for r in parts if r.source.item_id == "item-3"] == [100] * 6
+    assert [r.members[0][0] for r in parts][:4] == [0, 0, 0, 100]  # in the order of the first batch served
+
+
+def test_a_build_killed_mid_read_keeps_its_staged_reads_and_the_rerun_reads_only_the_rest(built, world, tmp_path,
+                                                                                        monkeypatch):
+    from omnisat_data.build import treesatai_ts
+    from omnisat_data.build.stage import STAGE
+
+    recipe = recipe_for(str(world / "stac" / "items.ndjson"), group_size_m=30)  # tiles in many batches
+    cfg = BuildConfig(world / "sources" / "treesatai", recipe, tmp_path / "out", workers=0, batch_tiles=1)
+    finish = treesatai_ts.finish_group
+    calls = []
+
+    def killed_at_the_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return finish(*args, **kwargs)
+
+    monkeypatch.setattr(treesatai_ts, "finish_group", killed_at_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        build_treesatai(cfg)
+    monkeypatch.setattr(treesatai_ts, "finish_group", finish)
+    staged = list((cfg.out / STAGE).rglob("*.npy"))
+    assert staged and not list(cfg.out.rglob("*.tmp"))
+    report = build_treesatai(cfg)
+    assert report.failed == {} and len(report.skipped) == 2
+    assert report.blocks.read < built[1].blocks.read  # the staged scenes were not read again
+    assert not (cfg.out / STAGE).exists()  # removed once every batch is written
+    assert tree_files(cfg.out) == tree_files(built[0])

@@ -1,4 +1,5 @@
-"""Point resampling: exact at pixel centres, linear in between, never part nodata; reads cost no extra blocks."""
+"""Point resampling: exact at pixel centres, linear in between, never part nodata; reads touch each needed
+block once and no other."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from omnisat_data.build.sentinel import plan_reads
+from omnisat_data.build.sentinel import footprint_blocks, plan_strips, tile_windows
 from omnisat_data.geo.grid import Grid
-from omnisat_data.geo.resample import Window, bilinear, centres_in, nearest, support
+from omnisat_data.geo.resample import Window, bilinear, centres_in, centres_of, nearest, sample, support
 
 
 def test_bilinear_is_exact_on_centres_and_linear_between():
@@ -46,24 +47,87 @@ def test_tile_centres_land_on_scene_pixels_across_crs():
     np.testing.assert_allclose(rows[:, 0], np.arange(6) + 30.5, atol=1e-4)
 
 
-@pytest.mark.parametrize("spread,expected_reads", [(0, 1), (10, 1), (600, 2)])
-def test_plan_reads_merges_only_when_it_costs_no_extra_blocks(spread, expected_reads):
-    a = Window(10, 10, 4, 4)
-    b = Window(10, 10 + spread, 4, 4)
-    reads = plan_reads([a, b, None], (128, 128))
-    assert len(reads) == expected_reads
-    assert sorted(i for _, members in reads for i in members) == [0, 1]
+def _rect_blocks(rects, block):
+    bh, bw = block
+    return [(r, c) for r0, r1, c0, c1 in rects
+            for r in range(r0 // bh, -(-r1 // bh)) for c in range(c0 // bw, -(-c1 // bw))]
 
 
-def test_plan_reads_keeps_an_l_shape_apart():
-    tall, wide = Window(0, 0, 300, 10), Window(0, 0, 10, 300)  # share block (0, 0); their box would need 9 blocks
-    reads = plan_reads([tall, wide], (128, 128))
-    assert [w for w, _ in reads] == [tall, wide]
+def _windows(*rects):
+    return np.array([[r0, c0, r0 + h, c0 + w] for r0, c0, h, w in rects], dtype=np.int64)
+
+
+@pytest.mark.parametrize("windows", [
+    _windows((10, 10, 4, 4), (10, 20, 4, 4)),  # two tiles in one block
+    _windows((10, 10, 4, 4), (10, 610, 4, 4)),  # apart
+    _windows((0, 0, 300, 10), (0, 0, 10, 300)),  # an L: its box would hold 9 blocks for 5
+    _windows((10, 10, 4, 300), (10, 200, 200, 100)),  # 5 blocks needed, their box holds 6
+    _windows((120, 120, 16, 16), (250, 5, 8, 8), (0, 0, 0, 0)),  # a corner of 4 blocks; a tile outside
+])
+def test_strips_read_each_needed_block_once_and_no_other(windows):
+    block, shape = (128, 128), (1000, 1000)
+    strips = plan_strips(windows, block, shape)
+    read = _rect_blocks([r for s in strips for r in s.rects], block)
+    assert sorted(read) == sorted(footprint_blocks(windows, block))  # each needed block once, no other
+    inside = [i for i, w in enumerate(windows) if w[2] > w[0]]
+    assert sorted(i for s in strips for i in s.tiles) == inside  # every tile sampled once
+    for s in strips:
+        for i in s.tiles:  # sampled in the strip holding its last row, the rows above it kept until then
+            assert s.top < windows[i, 2] <= s.bottom
+        later = [i for t in strips if t.top > s.top for i in t.tiles]
+        assert all(windows[i, 0] >= s.keep for i in later)
+
+
+def test_strips_span_short_blocks():
+    strips = plan_strips(_windows((3, 0, 4, 4), (300, 0, 4, 4)), (16, 512), (1000, 512))  # 16-row blocks
+    assert [(s.top, s.bottom) for s in strips] == [(0, 256), (256, 512)]  # STRIP_ROWS at once, not 16
+    assert [s.rects for s in strips] == [((0, 16, 0, 512),), ((288, 304, 0, 512),)]
+
+
+def test_tile_windows_follow_support():
+    rng = np.random.default_rng(0)
+    cols = rng.uniform(-3, 40, (50, 6, 6))
+    rows = rng.uniform(-3, 40, (50, 6, 6))
+    for method in ("bilinear", "nearest"):
+        windows = tile_windows(cols, rows, method, (37, 41))
+        for i in range(50):
+            w = support(cols[i], rows[i], method, (37, 41))
+            want = [0, 0, 0, 0] if w is None else [w.row, w.col, w.row + w.height, w.col + w.width]
+            assert windows[i].tolist() == want
+
+
+def test_strip_reads_give_what_sampling_the_whole_raster_gives(tmp_path, monkeypatch):
+    """Tiles straddling block rows and columns, near the edges, over nodata, read through small blocks in
+    many strips: every value equals sampling the whole raster at once (float64, nodata as NaN)."""
+    import rasterio
+
+    from omnisat_data.build import sentinel
+
+    monkeypatch.setattr(sentinel, "STRIP_ROWS", 16)
+    rng = np.random.default_rng(3)
+    path = tmp_path / "band.tif"
+    grid = Grid("EPSG:32632", Affine(10, 0, 400000.0, 0, -10, 5384000.0), (150, 170))
+    data = rng.integers(1, 5000, (150, 170)).astype(np.uint16)
+    data[40:44, 60:90] = 0  # nodata
+    with rasterio.open(path, "w", driver="GTiff", width=170, height=150, count=1, dtype="uint16", crs=grid.crs,
+                       transform=grid.transform, tiled=True, blockxsize=16, blockysize=16, nodata=0) as dst:
+        dst.write(data[None])
+    cc, rr = np.meshgrid(np.arange(6) + 0.5, np.arange(6) + 0.5)
+    offsets = rng.uniform(-4, 168, (60, 2))
+    cols, rows = cc[None] + offsets[:, :1, None], rr[None] + offsets[:, 1:, None] * 150 / 170
+    whole = np.where(data == 0, np.nan, data.astype(np.float64))[None]
+    with rasterio.open(path) as src:
+        for method in ("bilinear", "nearest"):
+            values, count = sentinel._read_asset(src, grid, method, cols, rows)
+            want = np.stack([sample(whole, cols[i], rows[i], method)[0] for i in range(60)])
+            np.testing.assert_array_equal(values, want)
+            assert count.read == count.minimum == len(footprint_blocks(tile_windows(cols, rows, method, (150, 170)),
+                                                                        (16, 16)))
 
 
 def test_blocks_read_are_counted_against_the_footprint_minimum(tmp_path):
     """Uncompressed 64 px blocks of uint16 (8,192 bytes each): two tiles whose bilinear windows share a block
-    are read as one window of the 2 blocks they need; a diagonal pair is read apart, 3 blocks."""
+    read the 2 blocks they need; a diagonal pair, the 3 they need (their box would hold 4)."""
     import rasterio
 
     from omnisat_data.build.sentinel import BlockCount, _read_asset
@@ -79,13 +143,15 @@ def test_blocks_read_are_counted_against_the_footprint_minimum(tmp_path):
         values, count = _read_asset(src, grid, "bilinear", np.stack([cols + 60, cols + 70]), np.stack([rows + 10] * 2))
         assert count == BlockCount(read=2, minimum=2, read_bytes=2 * 8192, minimum_bytes=2 * 8192)
         np.testing.assert_array_equal(values[0], (rows + 10 - 0.5) * 256 + cols + 60 - 0.5)  # bilinear on a plane
-        # blocks (0, 0), (0, 1) and (0, 1), (1, 1): their box would need 4 blocks for 3, so they are read apart
+        # blocks (0, 0), (0, 1) and (0, 1), (1, 1): 3 read, not the 4 of their box
         _, count = _read_asset(src, grid, "nearest", np.stack([cols + 60, cols + 70]), np.stack([rows + 10, rows + 60]))
         assert count == BlockCount(read=3, minimum=3, read_bytes=3 * 8192, minimum_bytes=3 * 8192)
 
 
-def test_plan_reads_never_merges_into_a_block_no_tile_needs():
-    """5 blocks needed, their box holds 6: read apart (at production layout the sixth block is a whole MB)."""
-    wide, corner = Window(10, 10, 4, 300), Window(10, 200, 200, 100)  # (0, 0-2) and (0-1, 1-2) of 128 px blocks
-    reads = plan_reads([wide, corner], (128, 128))
-    assert [w for w, _ in reads] == [wide, corner]
+def test_centres_of_many_grids_are_each_grids_centres():
+    grids = [Grid.from_origin("EPSG:25832", 400100.0 + 70 * k, 5383700.0 - 30 * k, 10.0, (6, 6)) for k in range(5)]
+    grids.append(Grid.from_origin("EPSG:32633", 250000.0, 5383700.0, 10.0, (6, 6)))
+    x, y = centres_of(grids, "EPSG:32632")
+    for k, g in enumerate(grids):
+        gx, gy = centres_in(g, "EPSG:32632")
+        assert np.array_equal(x[k], gx) and np.array_equal(y[k], gy)  # the same numbers, bit for bit

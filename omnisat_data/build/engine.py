@@ -1,19 +1,23 @@
-"""The builds' engine: run a plan's units, one read per scene and wave of tiles, many in flight.
+"""The builds' engine: run a plan's units, one read per scene for the whole build, many in flight.
 
 Every build (TreeSatAI-TS, PASTIS-HD, own areas) plans first (build/plan.py: groups, one search per
 group and modality, OUT/plan.json), then runs the plan here:
-  1. `split_group`: a group's tiles in batches (what is held in memory until written);
-  2. `read_batches`: the batches in waves; one read per scene and wave (the scene opened once for every
-     tile of the wave it covers), run in a pool of worker processes or on a Dask cluster, two waves in
-     flight; each finished batch goes to the build's writer, which turns its frames into files.
-A unit that fails fails the tiles it covers (reason recorded); the others go on.
+  1. `split_group`: a group's tiles in batches (what is written together);
+  2. `scene_reads`: one read per scene over every tile of the build it covers (the scene opened once,
+     each block it holds fetched and inflated once, however the tiles are grouped);
+  3. `read_batches`: the reads run in a pool of worker processes or on a Dask cluster, a bounded number
+     in flight; each read's values go to the stage (build/stage.py: on disk, not in memory), and a batch
+     whose reads are all back is assembled from the stage and goes to the build's writer.
+A unit that fails fails the tiles it covers (reason recorded); the others go on. A killed build keeps
+its staged reads: the rerun reads only the scenes it lacks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,16 +29,20 @@ from omnisat_data.stac.acquisitions import Acquisition, is_remote
 from omnisat_data.stac.items import ItemError
 
 from .plan import Group, Progress, ReadTally, Unit
+from .sentinel import BlockCount
+from .stage import Segment, Stage, load, tile_key
 
-# Tiles read together: a scene is opened once for all of a wave's tiles it covers, so each block the
-# wave's cells share is fetched and inflated once (5 km cells in 10.24 km blocks: read three times when
-# each cell had its own read; benchmarks/build_cloud.py). Two waves are in flight: their frames are what
-# the build holds in memory (6 x 6 values per band and date: ~1 KB per tile-date).
-WAVE_TILES = 512
+# Values one read may give (float32 estimate): a scene's reads for small tiles cover the whole build (6 x 6 px
+# TreeSatAI-TS tiles: 20 KB per tile and scene, so a whole Sentinel-1 scene's ~35,000 tiles stay far under it);
+# 128 x 128 px PASTIS patches are read in parts of ~300 patches, each part a compact patch of the area.
+READ_BYTES = 256 * 2**20
 # Units a worker runs at once, each in a thread of its own: while one waits on object storage (tens of ms
 # per request) the others' requests are in flight. The threads share the worker's reader threads
 # (build/sentinel.py), so the requests in flight per worker stay bounded by the recipe's concurrency.
 UNITS_PER_TASK = 4
+# Tasks submitted and not yet back, per worker (at least 4 in all): the pool never waits for work, and
+# the reads waiting to run hold no pixels.
+TASKS_PER_WORKER = 2
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,8 @@ class Batch:
 def split_group(group: Group, size: int) -> list[Batch]:
     """The group's tiles in batches of at most `size`, each with the units (acquisition, its tiles) it needs.
 
-    A batch is what is written together; its units are read with those of the other batches of its wave
-    (`read_batches`); one search per group still serves them all."""
+    A batch is what is written together; its units are read with those of every other batch that needs
+    the same scene (`scene_reads`); one search per group still serves them all."""
     out = []
     for start in range(0, max(len(group.tiles), 1), size):
         local = {i: i - start for i in range(start, min(start + size, len(group.tiles)))}
@@ -100,104 +108,172 @@ def run_together(unit: Callable, jobs: list[tuple]) -> list[tuple[bool, Any]]:
 
 @dataclass(frozen=True)
 class Read:
-    """One read: a scene opened once for the tiles of every batch of a wave that it covers. `members`: the
-    (batch position in the wave, unit) pairs it serves, in the wave's order; its rows are their tiles'."""
+    """One read: a scene opened once for the tiles of every batch that it covers (or a part of them, when
+    their values would be too large for one). `members`: the (batch index, unit) pairs it serves, in batch
+    order; its rows are their tiles'."""
 
     source: Acquisition
     members: tuple[tuple[int, Unit], ...]
 
-
-def waves(batches: list[Batch], tiles: int) -> list[list[Batch]]:
-    """Consecutive batches of at most `tiles` tiles together (at least one batch each)."""
-    out: list[list[Batch]] = []
-    held = 0
-    for batch in batches:
-        if not out or held + len(batch.tiles) > tiles:
-            out.append([])
-            held = 0
-        out[-1].append(batch)
-        held += len(batch.tiles)
-    return out
+    def tiles(self, batches: list[Batch]) -> list[Tile]:
+        return [batches[b].tiles[i] for b, u in self.members for i in u.tiles]
 
 
-def scene_reads(wave: list[Batch]) -> list[Read]:
-    """The wave's units, one read per scene: units of different batches (neighbouring cells) that need the
-    same acquisition become one read, so a block the cells share is fetched and inflated once."""
+def _tile_bytes(tile: Tile, spec) -> int:
+    masks = 0 if spec.mask_source == "none" else 2
+    return 4 * (len(spec.bands) + masks) * tile.sentinel.shape[0] * tile.sentinel.shape[1]
+
+
+def scene_reads(batches: list[Batch], specs: dict | None = None, limit: int = READ_BYTES) -> list[Read]:
+    """One read per scene for all the batches' units that need it, so a block that tiles anywhere in the
+    build share is fetched and inflated once; a read whose values would pass `limit` bytes (float32, by
+    `specs[series]`) is cut, in batch order, into parts under it. Reads come in the order of the first
+    batch they serve, so batches complete (and are written) from the first on."""
     members: dict[Acquisition, list[tuple[int, Unit]]] = {}
-    for position, batch in enumerate(wave):
+    for position, batch in enumerate(batches):
         for unit in batch.units:
             members.setdefault(unit.source, []).append((position, unit))
-    return [Read(source, tuple(m)) for source, m in members.items()]
+    reads = []
+    for source, served in members.items():
+        part: list[tuple[int, Unit]] = []
+        held = 0
+        for b, unit in served:
+            size = len(unit.tiles) * _tile_bytes(batches[b].tiles[unit.tiles[0]], specs[source.series]) if specs else 0
+            if part and held + size > limit:
+                reads.append(Read(source, tuple(part)))
+                part, held = [], 0
+            part.append((b, unit))
+            held += size
+        reads.append(Read(source, tuple(part)))
+    return sorted(reads, key=lambda r: (r.members[0][0], r.source.sort_key))
+
+
+def _task_size(reads: list[Read], workers: int) -> int:
+    """Reads per task: several at once for remote scenes (their requests wait together), one for local files
+    (threads would only add their overhead); few reads are spread over every worker."""
+    remote = any(is_remote(h) for r in reads for _, h in r.source.assets)
+    return min(UNITS_PER_TASK, max(1, -(-len(reads) // max(workers, 1)))) if remote else 1
 
 
 def read_batches(batches: list[Batch], unit: Callable, specs: dict, workers: int, scheduler: str | None,
-                 tally: ReadTally, finish: Callable[[Batch], None], progress: Progress | None = None,
-                 strict: bool = True) -> None:
-    """Run `unit(acquisition, grids, specs[series])` -> (values per tile, blocks) for every scene over the
-    tiles of every batch; append each tile's frames to `batch.frames`, then call `finish(batch)` in batch
-    order.
+                 tally: ReadTally, finish: Callable[[Batch], None], stage: Path,
+                 progress: Progress | None = None, strict: bool = True) -> None:
+    """Run `unit(acquisition, grids, specs[series])` -> (values per tile, blocks) once per scene over every
+    tile of `batches` it covers (`scene_reads`); put each tile's frames in `batch.frames`, then call
+    `finish(batch)`, in batch order, as soon as a batch's reads are all back.
 
-    Batches are read in waves of at most WAVE_TILES tiles, one read per scene and wave (`scene_reads`),
-    two waves in flight: the pool stays busy while memory holds at most two waves' frames.
+    Values wait in the stage under `stage` (the build's output folder) until their batch is finished:
+    memory holds one batch's frames and the reads in flight, whatever the build's size. Reads already
+    staged by a killed run of the same build are not read again; the stage is removed when every batch
+    is finished.
     A read that fails (after GDAL's retries) fails the tiles it covers when `strict`; otherwise its
     acquisition is recorded as lost for them (`batch.lost`) and the tiles go on without that date.
 
     `unit` must be a module-level function (it is pickled to worker processes)."""
-    total = sum(len(b.units) for b in batches)
-    tally.units += total
-    done = 0
-    with executor(workers, scheduler) as pool:
-        def submit(wave: list[Batch]) -> list[tuple[Future, list[Read]]]:
-            reads = scene_reads(wave)
-            tasks = []
-            # local files wait on no one: one read per task there (threads would only add their overhead);
-            # a wave of few scenes is spread over every worker
-            remote = any(is_remote(h) for r in reads for _, h in r.source.assets)
-            size = min(UNITS_PER_TASK, -(-len(reads) // max(workers, 1))) if remote else 1
-            for start in range(0, len(reads), size):
-                chunk = reads[start : start + size]
-                jobs = [(r.source, tuple(wave[b].tiles[i].sentinel for b, u in r.members for i in u.tiles),
-                         specs[r.source.series]) for r in chunk]
-                tasks.append((pool.submit(run_together, unit, jobs), chunk))
-            return tasks
+    tally.units += sum(len(b.units) for b in batches)
+    store = Stage(stage)
+    reads = scene_reads(batches, specs)
+    keys = [Stage.read_key(r.source, specs[r.source.series], unit) for r in reads]
+    known: dict[int, str] = {}  # each tile's stage name, made once (a tile is in hundreds of reads)
 
-        def record(wave: list[Batch], read: Read, ok: bool, result: Any) -> None:
-            nonlocal done
-            acq = read.source
+    def names(k: int) -> list[str]:
+        tiles = reads[k].tiles(batches)
+        for t in tiles:
+            if id(t) not in known:
+                known[id(t)] = tile_key(t.name, t.sentinel)
+        return [known[id(t)] for t in tiles]
+
+    waiting = [0] * len(batches)  # reads not yet back, per batch
+    for read in reads:
+        for b in {b for b, _ in read.members}:
+            waiting[b] += 1
+    placed: dict[tuple[int, Acquisition], list[Segment]] = {}  # (batch, scene) -> where its unit's tiles are
+    users: dict[Path, int] = {}  # staged part -> units of unfinished batches it holds rows of
+    total, done, finished = sum(len(r.members) for r in reads), 0, 0
+
+    def record(k: int, ok: bool, result: Any) -> None:
+        nonlocal done
+        read, acq = reads[k], reads[k].source
+        if ok:
+            staged, blocks = result
+            tally.blocks += blocks
+        start = 0
+        for b, u in read.members:
+            batch = batches[b]
             if ok:
-                values, blocks = result
-                tally.blocks += blocks
-            row = 0
-            for position, u in read.members:
-                batch = wave[position]
-                for i in u.tiles:
-                    if ok:
-                        batch.frames.setdefault(i, []).append(
-                            Frame(acq.sort_key, acq.product, acq.item_id, acq.series, values[row]))
-                    elif strict:
-                        batch.failed.setdefault(i, result)
-                    else:
-                        batch.lost.setdefault(i, []).append({"item": acq.item_id, "product": acq.product,
-                                                             "series": acq.series, "reason": result})
-                    row += 1
-                done += 1
-                if progress:
-                    progress("read", done, total)
+                placed[(b, acq)] = staged.segments(start, start + len(u.tiles))
+                for path in {s.path for s in placed[(b, acq)]}:
+                    users[path] = users.get(path, 0) + 1
+            for i in [] if ok else u.tiles:
+                if strict:
+                    batch.failed.setdefault(i, result)
+                else:
+                    batch.lost.setdefault(i, []).append({"item": acq.item_id, "product": acq.product,
+                                                         "series": acq.series, "reason": result})
+            start += len(u.tiles)
+            waiting[b] -= 1
+            done += 1
+            if progress:
+                progress("read", done, total)
 
-        queue = iter(waves(batches, WAVE_TILES))
-        window = [(w, submit(w)) for w in (next(queue, None) for _ in range(2)) if w is not None]
-        while window:
-            wave, tasks = window.pop(0)
-            for future, chunk in tasks:  # in submission order
+    def finish_ready() -> None:
+        nonlocal finished
+        while finished < len(batches) and waiting[finished] == 0:
+            batch, used = batches[finished], []
+            for u in batch.units:  # frames in unit order, whatever order the reads came back in
+                acq = u.source
+                here = placed.pop((finished, acq), [])
+                if not here:  # its read failed
+                    continue
+                used.extend({s.path for s in here})
+                values = np.concatenate([load(s) for s in here])
+                for i, v in zip(u.tiles, values):
+                    batch.frames.setdefault(i, []).append(Frame(acq.sort_key, acq.product, acq.item_id, acq.series, v))
+            finish(batch)
+            batch.frames.clear()
+            for path in used:
+                users[path] -= 1
+                if users[path] == 0:
+                    store.drop(path)
+            finished += 1
+
+    todo = []
+    for k in range(len(reads)):
+        staged = store.find(keys[k], names(k))
+        if staged is None:
+            todo.append(k)
+        else:  # read by a killed run of this build
+            record(k, True, (staged, BlockCount()))
+    finish_ready()
+    with executor(workers, scheduler) as pool:
+        size = _task_size([reads[k] for k in todo], workers)
+        chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+        in_flight: dict[Future, list[int]] = {}
+        queue = iter(chunks)
+        limit = max(4, TASKS_PER_WORKER * max(workers, 1))
+
+        def submit() -> None:
+            for chunk in queue:
+                jobs = [(reads[k].source, tuple(t.sentinel for t in reads[k].tiles(batches)),
+                         specs[reads[k].source.series]) for k in chunk]
+                in_flight[pool.submit(run_together, unit, jobs)] = chunk
+                if len(in_flight) >= limit:
+                    return
+
+        submit()
+        while in_flight:
+            ready, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in sorted(ready, key=lambda f: in_flight[f][0]):
+                chunk = in_flight.pop(future)
                 try:
                     outcomes = future.result()
                 except Exception as error:  # a worker that died: every read of its task; the build goes on
-                    outcomes = [(False, unit_error(r.source, error)) for r in chunk]
-                for read, (ok, result) in zip(chunk, outcomes):
-                    record(wave, read, ok, result)
-            for batch in wave:
-                finish(batch)
-                batch.frames.clear()
-            following = next(queue, None)
-            if following is not None:
-                window.append((following, submit(following)))
+                    outcomes = [(False, unit_error(reads[k].source, error)) for k in chunk]
+                for k, (ok, result) in zip(chunk, outcomes):
+                    if ok:
+                        values, blocks = result
+                        result = (store.put(keys[k], names(k), values), blocks)
+                    record(k, ok, result)
+            finish_ready()
+            submit()
+    store.clear()

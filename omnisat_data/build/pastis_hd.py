@@ -363,7 +363,7 @@ def add_sentinel(tiles: list[Tile], every_tile: list[Tile], s2_tiles: dict[str, 
                 report.failed[tile.name] = str(error)
 
     batches = [b for g in groups for b in split_group(g, batch)]
-    read_batches(batches, pastis_unit, sentinel_specs(recipe), workers, scheduler, tally, finish, progress,
+    read_batches(batches, pastis_unit, sentinel_specs(recipe), workers, scheduler, tally, finish, out, progress,
                  strict=strict)
     report.searches += tally.searches
     report.blocks += tally.blocks

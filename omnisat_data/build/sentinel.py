@@ -2,8 +2,8 @@
 
 `read_acquisition` is the build's unit of work (a pure function of its arguments apart from
 reading the assets): for one scene and the tiles it covers, it opens every asset once, works out
-which source pixels each tile needs, merges the needs of neighbouring tiles into a few windows that
-cost no extra blocks, reads those, and resamples every tile from memory (geo/resample.py).
+which source pixels each tile needs, reads the blocks they intersect top to bottom in strips (each
+needed block once, no other), and resamples every tile from the strip in memory (geo/resample.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import rasterio
 import rasterio.windows
 
 from omnisat_data.geo.grid import Grid, crs_string
-from omnisat_data.geo.resample import Window, centres_in, sample, support
+from omnisat_data.geo.resample import centres_of, sample
 from omnisat_data.io.paths import without_queries
 from omnisat_data.io.workers import thread_pool
 from omnisat_data.stac.acquisitions import Acquisition, is_remote, signed
@@ -25,10 +25,9 @@ from omnisat_data.stac.items import ItemError
 # Scene classification codes that mean cloud (medium, high, thin cirrus) and snow (ESA L2A SCL).
 SCL_CLOUD = (8, 9, 10)
 SCL_SNOW = (11,)
-# Tile windows are merged into one read only when it touches no block the tiles do not need: at production
-# layout a block is ~1 MB (1024 px DEFLATE), so an extra block is an extra MB (it was 20 % more blocks; on
-# the demo world both rules read the same blocks and make the same requests: benchmarks/README.md)
-AMPLIFICATION_LIMIT = 1.0
+# Rows an asset is read in at least (whole block rows): 1024 px blocks are read a block row at a time; files of
+# short blocks (strip TIFFs, small tiles) in fewer, larger reads.
+STRIP_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -63,66 +62,92 @@ class BlockCount:
         return BlockCount(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
 
-def _block_rect(w: Window, block: tuple[int, int]) -> tuple[int, int, int, int]:
+def tile_windows(cols: np.ndarray, rows: np.ndarray, method: str, shape: tuple[int, int]) -> np.ndarray:
+    """(n_tiles, 4) int64 [row0, col0, row1, col1): per tile, the source pixels `method` needs at its pixel
+    centres (`tile_pixels`, each (n_tiles, H, W)), clipped to the raster; empty (row1 <= row0) outside it.
+    The rule of `geo.resample.support`, for every tile at once."""
+    c_min, c_max = cols.min(axis=(1, 2)), cols.max(axis=(1, 2))
+    r_min, r_max = rows.min(axis=(1, 2)), rows.max(axis=(1, 2))
+    if method == "nearest":
+        c0, c1, r0, r1 = np.floor(c_min), np.floor(c_max) + 1, np.floor(r_min), np.floor(r_max) + 1
+    else:  # bilinear: the pixel centres on either side of every point
+        c0, c1 = np.floor(c_min - 0.5), np.floor(c_max - 0.5) + 2
+        r0, r1 = np.floor(r_min - 0.5), np.floor(r_max - 0.5) + 2
+    out = np.stack([np.clip(r0, 0, shape[0]), np.clip(c0, 0, shape[1]),
+                    np.clip(r1, 0, shape[0]), np.clip(c1, 0, shape[1])], axis=1).astype(np.int64)
+    empty = (out[:, 2] <= out[:, 0]) | (out[:, 3] <= out[:, 1])
+    out[empty] = 0
+    return out
+
+
+def _block_rects(windows: np.ndarray, block: tuple[int, int]) -> np.ndarray:
+    """(n, 4) [block row0, block col0, block row1, block col1] (inclusive) of non-empty windows."""
     bh, bw = block
-    return w.row // bh, w.col // bw, (w.row + w.height - 1) // bh, (w.col + w.width - 1) // bw
+    w = windows[windows[:, 2] > windows[:, 0]]
+    return np.stack([w[:, 0] // bh, w[:, 1] // bw, (w[:, 2] - 1) // bh, (w[:, 3] - 1) // bw], axis=1)
 
 
-def _blocks(rect: tuple[int, int, int, int]) -> set[tuple[int, int]]:
-    r0, c0, r1, c1 = rect
-    return {(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
-
-
-def tile_windows(cols: np.ndarray, rows: np.ndarray, method: str, shape: tuple[int, int]) -> list[Window | None]:
-    """Per tile, the source pixels `method` needs at its pixel centres (`tile_pixels`); None: outside."""
-    return [support(c, r, method, shape) for c, r in zip(cols, rows)]
-
-
-def footprint_blocks(windows: list[Window | None], block: tuple[int, int]) -> set[tuple[int, int]]:
+def footprint_blocks(windows: np.ndarray, block: tuple[int, int]) -> set[tuple[int, int]]:
     """The blocks (row, col) the tiles' own windows intersect: the least any read of them can touch."""
-    return {b for w in windows if w is not None for b in _blocks(_block_rect(w, block))}
+    out: set[tuple[int, int]] = set()
+    for r0, c0, r1, c1 in np.unique(_block_rects(windows, block), axis=0).tolist():
+        out.update((r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1))
+    return out
 
 
-def plan_reads(windows: list[Window | None], block: tuple[int, int]) -> list[tuple[Window, list[int]]]:
-    """Group tile windows into reads: (window to read, indices of the tiles it serves).
+@dataclass(frozen=True)
+class Strip:
+    """One step of reading an asset top to bottom: the rectangles of needed blocks in rows [top, bottom)
+    (row0, row1, col0, col1: each one GDAL read, every block in it needed), then the tiles whose windows
+    end in these rows are sampled, then rows above `keep` are dropped (no later tile needs them)."""
 
-    Tiles whose windows share COG blocks form one group; a group is read as one window when its
-    bounding box needs no block the tiles do not (AMPLIFICATION_LIMIT), else tile by tile (GDAL's
-    block cache then still fetches a shared block once): the blocks read are the footprint minimum.
-    """
-    owner: dict[tuple[int, int], int] = {}
-    parent = list(range(len(windows)))
+    top: int
+    bottom: int
+    rects: tuple[tuple[int, int, int, int], ...]
+    tiles: tuple[int, ...]
+    keep: int
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
 
-    for i, w in enumerate(windows):
-        if w is None:
-            continue
-        for b in _blocks(_block_rect(w, block)):
-            if b in owner:
-                parent[find(i)] = find(owner[b])
-            else:
-                owner[b] = i
-    groups: dict[int, list[int]] = {}
-    for i, w in enumerate(windows):
-        if w is not None:
-            groups.setdefault(find(i), []).append(i)
-    reads = []
-    for members in groups.values():
-        merged = windows[members[0]]
-        needed: set = set()
-        for i in members:
-            merged = merged.union(windows[i])
-            needed |= _blocks(_block_rect(windows[i], block))
-        if len(_blocks(_block_rect(merged, block))) <= AMPLIFICATION_LIMIT * len(needed):
-            reads.append((merged, members))
+def plan_strips(windows: np.ndarray, block: tuple[int, int], shape: tuple[int, int]) -> list[Strip]:
+    """How to read an asset for these tile windows so that each needed block is read once and no other:
+    strips of whole block rows (at least STRIP_ROWS rows), top to bottom, each holding the tiles whose
+    window ends in it; the rows a tile shares with the strip above are kept from it, not read again."""
+    bh, bw = block
+    step = bh * max(1, -(-STRIP_ROWS // bh))
+    needed = footprint_blocks(windows, block)
+    by_strip: dict[int, dict[int, list[int]]] = {}  # strip -> block row -> needed block columns
+    for r, c in needed:
+        by_strip.setdefault(r * bh // step, {}).setdefault(r, []).append(c)
+    inside = np.flatnonzero(windows[:, 2] > windows[:, 0])
+    last = (windows[inside, 2] - 1) // step
+    strips = []
+    for s in sorted(by_strip):
+        rects: list[tuple[int, int, int, int]] = []
+        for r in sorted(by_strip[s]):
+            for c0, c1 in _runs(sorted(by_strip[s][r])):
+                top, bottom = r * bh, min((r + 1) * bh, shape[0])
+                left, right = c0 * bw, min((c1 + 1) * bw, shape[1])
+                same = [i for i, x in enumerate(rects) if x[1] == top and x[2:] == (left, right)]
+                if same:  # the same columns as in the block row above: one taller read
+                    rects[same[0]] = (rects[same[0]][0], bottom, left, right)
+                else:
+                    rects.append((top, bottom, left, right))
+        tiles = tuple(inside[last == s].tolist())
+        later = inside[last > s]
+        keep = int(windows[later, 0].min()) if len(later) else shape[0]
+        strips.append(Strip(s * step, min((s + 1) * step, shape[0]), tuple(rects), tiles, keep))
+    return strips
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    """Sorted integers as inclusive runs of consecutive values: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    runs: list[tuple[int, int]] = []
+    for v in values:
+        if runs and runs[-1][1] == v - 1:
+            runs[-1] = (runs[-1][0], v)
         else:
-            reads.extend((windows[i], [i]) for i in members)
-    return reads
+            runs.append((v, v))
+    return runs
 
 
 def block_bytes(src, blocks: set[tuple[int, int]]) -> int:
@@ -137,23 +162,36 @@ def block_bytes(src, blocks: set[tuple[int, int]]) -> int:
 def _read_asset(src, source: Grid, method: str, cols: np.ndarray, rows: np.ndarray,
                 nodata: float | None = None) -> tuple[np.ndarray, BlockCount]:
     """(n_tiles, H, W) float64 values of a one-band asset (`source`: its grid) at the tiles' fractional pixel
-    coordinates, and the blocks read. `nodata`: when the file declares none."""
+    coordinates, and the blocks read. `nodata`: when the file declares none.
+
+    The asset is read top to bottom in strips (`plan_strips`): each needed block once, no other; a strip
+    is held in the file's own type, and every tile ending in it is sampled at once."""
     shape = source.shape
     block = tuple(src.block_shapes[0])
     windows = tile_windows(cols, rows, method, shape)
     out = np.full(cols.shape, np.nan)
     nodata = src.nodata if src.nodata is not None else nodata
-    touched: set[tuple[int, int]] = set()
-    minimum = footprint_blocks(windows, block)
-    for window, members in plan_reads(windows, block):
-        touched |= _blocks(_block_rect(window, block))
-        data = src.read(1, window=rasterio.windows.Window(window.col, window.row, window.width, window.height))
-        data = data.astype(np.float64)
-        if nodata is not None:
-            data[data == nodata] = np.nan
-        for i in members:
-            out[i] = sample(data[None], cols[i] - window.col, rows[i] - window.row, method)[0]
-    return out, BlockCount(len(touched), len(minimum), block_bytes(src, touched), block_bytes(src, minimum))
+    needed = footprint_blocks(windows, block)
+    strips = plan_strips(windows, block, shape)
+    rects = [rect for strip in strips for rect in strip.rects]
+    if rects:
+        left, right = min(r[2] for r in rects), max(r[3] for r in rects)
+        held, top = np.zeros((0, right - left), src.dtypes[0]), 0  # rows [top, top + len(held)) of the asset
+        for strip in strips:
+            fresh = np.zeros((strip.bottom - strip.top, right - left), src.dtypes[0])
+            for r0, r1, c0, c1 in strip.rects:
+                fresh[r0 - strip.top : r1 - strip.top, c0 - left : c1 - left] = src.read(
+                    1, window=rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0))
+            if top + len(held) != strip.top:  # nothing kept reaches this strip (no tile spans the gap)
+                held = held[:0]
+            held, top = (np.concatenate([held, fresh]), top) if len(held) else (fresh, strip.top)
+            if strip.tiles:
+                idx = np.array(strip.tiles)
+                out[idx] = sample(held[None], cols[idx] - left, rows[idx] - top, method, nodata)[0]
+            drop = min(max(strip.keep - top, 0), len(held))
+            held, top = held[drop:], top + drop
+    nbytes = block_bytes(src, needed)
+    return out, BlockCount(len(needed), len(needed), nbytes, nbytes)
 
 
 def asset_method(spec: ReadSpec, k: int) -> str:
@@ -169,8 +207,7 @@ def tile_pixels(source: Grid, grids: tuple[Grid, ...], centres: dict | None = No
     `centres` caches the centres per CRS across the assets of a unit (they share one, mostly)."""
     centres = {} if centres is None else centres
     if source.crs not in centres:
-        xy = [centres_in(g, source.crs) for g in grids]
-        centres[source.crs] = (np.stack([p[0] for p in xy]), np.stack([p[1] for p in xy]))
+        centres[source.crs] = centres_of(grids, source.crs)
     return source.fractional_pixels(*centres[source.crs])
 
 

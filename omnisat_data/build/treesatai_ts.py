@@ -3,10 +3,10 @@
 The flow, top to bottom:
   1. read the source tree (tiles, labels, splits) and skip tiles already complete in `out`;
   2. group pending tiles by neighbourhood and series year; one search per group and modality;
-  3. the groups' tiles in batches of at most `batch_tiles`, the batches in waves of neighbouring groups;
-     one read per acquisition and wave: open each asset once, resample every tile of the wave that the
-     scene covers (build/sentinel.py), in a pool of worker processes or on a Dask cluster, two waves at
-     a time (steps 2-3 are the engine all builds share: build/engine.py);
+  3. the groups' tiles in batches of at most `batch_tiles`; one read per acquisition for the whole build:
+     open each asset once, resample every pending tile the scene covers (build/sentinel.py), in a pool
+     of worker processes or on a Dask cluster, the values staged on disk until their batch is complete
+     (steps 2-3 are the engine all builds share: build/engine.py, build/stage.py);
   4. when a batch's units are all back, assemble each of its tiles' series (build/treesatai_series.py),
      write them (formats/treesatai_ts.py), then the tile's manifest item, which marks it complete;
   5. write what spans tiles: aerial copies, labels, splits, statistics, collection and report.
@@ -35,7 +35,6 @@ from omnisat_data.formats.treesatai_ts import (
     S2_BANDS,
     SERIES,
     Series,
-    preload_pth_writer,
     split_list,
     tile_files,
     write_tile,
@@ -77,7 +76,7 @@ class BuildConfig:
     out: Path
     workers: int = 2  # worker processes; 0 reads in this process
     scheduler: str | None = None  # a Dask scheduler address (tcp://HOST:PORT): the units run on its workers
-    batch_tiles: int = 256  # tiles of a group written together (reads span a wave of batches: engine.py)
+    batch_tiles: int = 256  # tiles of a group written together (each read spans every batch: engine.py)
     limit: int | None = None  # first N tiles (by name) only
     year: int | None = None  # fallback year for tiles missing from bb_60m.GeoJSON
     strict: bool = False  # a scene that cannot be read fails the tiles it covers (default: they lose that date)
@@ -350,11 +349,10 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
     tally = ReadTally()
     source, tiles, fingerprints, groups = plan_build(cfg, report, tally, source, progress)
     batches = [b for g in groups for b in split_group(g, cfg.batch_tiles)]
-    if batches:
-        preload_pth_writer()
     specs = {name: read_spec(cfg.recipe, name) for name in SERIES}
     read_batches(batches, run_unit, specs, cfg.workers, cfg.scheduler, tally,
-                 lambda batch: finish_group(batch, cfg, source, fingerprints, report), progress, strict=cfg.strict)
+                 lambda batch: finish_group(batch, cfg, source, fingerprints, report), cfg.out, progress,
+                 strict=cfg.strict)
     report.searches, report.units, report.blocks = tally.searches, tally.units, tally.blocks
     report.refused_items = tally.refused_items
 

@@ -8,9 +8,6 @@ file is written under a temporary name and renamed, so a file under its final na
 
 from __future__ import annotations
 
-import importlib
-import io
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +16,7 @@ import h5py
 import numpy as np
 
 from omnisat_data.io.atomic import replacing, write_bytes
+from omnisat_data.io.pth import pth_bytes
 
 S2_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 SERIES = ("s2", "s1-asc", "s1-des")
@@ -76,20 +74,9 @@ def pth_tensor(data: np.ndarray) -> np.ndarray:
     return np.concatenate([data, ratio], axis=1).astype(np.float32)
 
 
-def preload_pth_writer() -> None:
-    """Import torch (what `write_pth` needs; about 3 s) in a thread, so that a build reads its first scenes
-    meanwhile instead of waiting for it at its first tile."""
-    threading.Thread(target=importlib.import_module, args=("torch",), name="import-torch", daemon=True).start()
-
-
 def write_pth(path: Path, data: np.ndarray) -> None:
-    import torch
-
-    # Through a buffer: torch.save names the zip's records after the file, and the temporary name
-    # would make the bytes differ from run to run.
-    buffer = io.BytesIO()
-    torch.save(torch.from_numpy(np.ascontiguousarray(pth_tensor(data))), buffer)
-    write_bytes(path, buffer.getvalue())
+    """The bytes torch.save writes for the tensor (io/pth.py), without importing torch."""
+    write_bytes(path, pth_bytes(pth_tensor(data)))
 
 
 def split_list(root: Path, split: str) -> Path:

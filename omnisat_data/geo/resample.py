@@ -10,6 +10,7 @@ to the four surrounding pixel centres, nothing is blurred by an overview or an o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,23 @@ def centres_in(grid: Grid, crs: str) -> tuple[np.ndarray, np.ndarray]:
         return x, y
     tx, ty = transformer(grid.crs, crs).transform(x, y)
     return np.asarray(tx), np.asarray(ty)
+
+
+def centres_of(grids: Sequence[Grid], crs: str) -> tuple[np.ndarray, np.ndarray]:
+    """`centres_in` for many grids of one shape at once: x, y each (n_grids, H, W), the same numbers (the same
+    arithmetic per pixel), one projection call per source CRS instead of one per grid (a scene read for a
+    whole build covers thousands of tiles)."""
+    h, w = grids[0].shape
+    if any(g.shape != (h, w) for g in grids):
+        raise ValueError("grids of different shapes")
+    cc, rr = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    a, b, c, d, e, f = (np.array([g.transform[k] for g in grids])[:, None, None] for k in range(6))
+    x, y = a * cc + b * rr + c, d * cc + e * rr + f
+    for source in {g.crs for g in grids} - {crs}:
+        rows = np.array([g.crs == source for g in grids])
+        tx, ty = transformer(source, crs).transform(x[rows], y[rows])
+        x[rows], y[rows] = tx, ty
+    return x, y
 
 
 @dataclass(frozen=True)
@@ -62,16 +80,20 @@ def support(cols: np.ndarray, rows: np.ndarray, method: str, shape: tuple[int, i
     return Window(r0, c0, r1 - r0, c1 - c0)
 
 
-def _take(data: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """data[..., r, c] with NaN where (r, c) falls outside the array."""
+def _take(data: np.ndarray, r: np.ndarray, c: np.ndarray, nodata: float | None = None) -> np.ndarray:
+    """data[..., r, c] as float64, NaN where (r, c) falls outside the array or the value is `nodata`."""
     h, w = data.shape[-2:]
     inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
-    out = data[..., np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)]
+    out = data[..., np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)].astype(np.float64)
+    if nodata is not None:
+        inside = inside & (out != nodata)
     return np.where(inside, out, np.nan)
 
 
-def bilinear(data: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation of (bands, H, W) float `data` (NaN = nodata) at fractional pixel coordinates.
+def bilinear(data: np.ndarray, cols: np.ndarray, rows: np.ndarray, nodata: float | None = None) -> np.ndarray:
+    """Bilinear interpolation of (bands, H, W) `data` (NaN or `nodata` = no data) at fractional pixel
+    coordinates, in float64 (only the values used are converted: `data` may be a whole strip of a scene
+    in its own type).
 
     A point whose four neighbours are not all valid is NaN: a value is never made of part nodata.
     A point exactly on a pixel centre takes that pixel's value exactly (weights 1 and 0).
@@ -79,21 +101,22 @@ def bilinear(data: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> np.ndarray
     u, v = cols - 0.5, rows - 0.5
     c0, r0 = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
     wc, wr = u - c0, v - r0
-    top = _take(data, r0, c0) * (1 - wc) + _take(data, r0, c0 + 1) * wc
-    bottom = _take(data, r0 + 1, c0) * (1 - wc) + _take(data, r0 + 1, c0 + 1) * wc
+    top = _take(data, r0, c0, nodata) * (1 - wc) + _take(data, r0, c0 + 1, nodata) * wc
+    bottom = _take(data, r0 + 1, c0, nodata) * (1 - wc) + _take(data, r0 + 1, c0 + 1, nodata) * wc
     return top * (1 - wr) + bottom * wr
 
 
-def nearest(data: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The value of the source pixel containing each point (NaN outside)."""
-    return _take(data, np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64))
+def nearest(data: np.ndarray, cols: np.ndarray, rows: np.ndarray, nodata: float | None = None) -> np.ndarray:
+    """The value of the source pixel containing each point (NaN outside or where it is `nodata`)."""
+    return _take(data, np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64), nodata)
 
 
-def sample(data: np.ndarray, cols: np.ndarray, rows: np.ndarray, method: str) -> np.ndarray:
+def sample(data: np.ndarray, cols: np.ndarray, rows: np.ndarray, method: str,
+           nodata: float | None = None) -> np.ndarray:
     if method == "bilinear":
-        return bilinear(data, cols, rows)
+        return bilinear(data, cols, rows, nodata)
     if method == "nearest":
-        return nearest(data, cols, rows)
+        return nearest(data, cols, rows, nodata)
     raise ValueError(f"resampling {method!r}: only bilinear and nearest are exact point methods")
 
 
