@@ -2,6 +2,7 @@
 
     python benchmarks/production_world.py --out /tmp/prod [--dates 3] [--cells 8] [--tiles-per-cell 25]
         [--scale 1] [--workers 2]
+    python benchmarks/production_world.py --out /tmp/prod-wide --scenes-of /tmp/prod --cells 40
 
 What it writes (scale 1; `--scale 8` is the same layout at 1/8 of the side, used by the test suite):
 - Sentinel-2 L2A: `--dates` scenes of MGRS tile 32ULU as Planetary Computer serves them (the real item
@@ -19,7 +20,8 @@ What it writes (scale 1; `--scale 8` is the same layout at 1/8 of the side, used
   archive's density), flight year 2022.
 
 Scale 1 with 3 dates: 7.8 GB in about 9 minutes on 2 cores (peak 6 GB of memory). Never used by the default
-test suite.
+test suite. `--scenes-of WORLD`: another tree (here 40 cells, 1,000 tiles in a 20 x 50 km strip) over the
+scenes of a world already made, hard-linked from it (seconds, no new raster).
 """
 
 from __future__ import annotations
@@ -261,6 +263,28 @@ def make(out: Path, dates: int = 3, cells: int = 8, per_cell: int = 25, scale: i
     return summary
 
 
+def tree_over(out: Path, scenes_of: Path, cells: int, per_cell: int) -> dict:
+    """A world of a new TreeSatAI-like tree over the scenes (COGs, items) of `scenes_of`, hard-linked from it."""
+    import os
+    import shutil
+
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out} is not empty: give a new folder")
+    summary = json.loads((scenes_of / "world.json").read_text())
+    tiles = write_source(out / "sources" / "treesatai", Layout(summary["scale"]), cells, per_cell)
+    for path in [*(scenes_of / "data").rglob("*"), *(scenes_of / "stac").rglob("*")]:
+        if path.is_file():  # the asset server serves nothing outside its root: links, not symlinks
+            target = out / path.relative_to(scenes_of)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copyfile(path, target)
+    summary.update(cells=cells, tiles=tiles, scenes_of=str(scenes_of))
+    write_json(out / "world.json", summary)
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -269,7 +293,11 @@ def main() -> None:
     parser.add_argument("--tiles-per-cell", type=int, default=25)
     parser.add_argument("--scale", type=int, default=1, help="divide the sides and blocks by this (1 = production)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--scenes-of", type=Path, help="a world made before: a new tree over its scenes")
     args = parser.parse_args()
+    if args.scenes_of:
+        print(json.dumps(tree_over(args.out, args.scenes_of, args.cells, args.tiles_per_cell), indent=1))
+        return
     from rich.progress import Progress
 
     with Progress() as bar:

@@ -1,6 +1,7 @@
 """Read amplification at full TreeSatAI-TS size, counted on paper: blocks each read touches, against the
-blocks the whole area needs, for one read per cell, per wave of cells in column order, and per wave in
-the Z-order the build uses (`omnisat_data.build.plan.z_order`).
+blocks the whole area needs, for one read per cell, per wave of cells in column order, per wave in Z-order
+(`omnisat_data.build.plan.z_order`; the build until 2026-12-08), and one read per scene for the whole
+build (the build since: each needed block once by construction).
 
     python benchmarks/wave_blocks.py [--cells 1900] [--wave-tiles 512] [--tiles-per-cell 26]
 
@@ -52,7 +53,8 @@ def main() -> None:
     per_wave = max(args.wave_tiles // args.tiles_per_cell, 1)
     orders = {"one read per cell": reads(cells, 1),
               f"waves of {per_wave} cells, column order": reads(sorted(cells), per_wave),
-              f"waves of {per_wave} cells, Z-order": reads(sorted(cells, key=lambda cell: z_order(*cell)), per_wave)}
+              f"waves of {per_wave} cells, Z-order": reads(sorted(cells, key=lambda cell: z_order(*cell)), per_wave),
+              "one read per scene, whole build": reads(cells, len(cells))}
     print(f"{args.cells} cells of 5 km ({side} x {side} square), waves of {per_wave} cells "
           f"({args.wave_tiles} tiles / {args.tiles_per_cell} per cell); blocks read / blocks needed:")
     print(f"{'reads':<40}" + "".join(f"{name:>22}" for name in BLOCKS))
