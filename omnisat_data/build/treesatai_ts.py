@@ -186,7 +186,7 @@ def manifest_item(out: Path, tile: Tile, files: dict[str, Path], aerial: Path, s
 
 
 def finish_group(group: Batch, cfg: BuildConfig, source: TreeSatSource, fingerprints: dict[str, str],
-                 report: BuildReport) -> None:
+                 report: BuildReport, shares: dict[str, np.ndarray]) -> None:
     for i, tile in enumerate(group.tiles):
         if i in group.failed:
             report.failed[tile.name] = group.failed[i]
@@ -207,6 +207,9 @@ def finish_group(group: Batch, cfg: BuildConfig, source: TreeSatSource, fingerpr
             if mono.is_file():
                 place_copy(mono, cfg.out / sensor / "60m" / mono.name)
         files = write_tile(cfg.out, tile.name, series)
+        shares[tile.name] = tile_sums({"sen-2-data": series["s2"].data, "sen-2-masks": series["s2"].masks,
+                                       "sen-1-asc-data": series["s1-asc"].data,
+                                       "sen-1-des-data": series["s1-des"].data})
         write_json(manifest_item_path(cfg.out, tile.name),
                    manifest_item(cfg.out, tile, files, aerial, series, group.year,
                                  fingerprints[tile.name], group.lost.get(i)), sort_keys=True)
@@ -244,20 +247,39 @@ def write_splits(out: Path, source: TreeSatSource, complete: set[str]) -> dict[s
     return counts
 
 
-def band_statistics(out: Path, stems: list[str]) -> dict:
-    """Mean and std per band over the valid pixels of every complete tile (read back from the h5 files)."""
+STATISTICS = ("sen-2-data", "sen-2-masks", "sen-1-asc-data", "sen-1-des-data")
+
+
+def tile_sums(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """One tile's share of the band statistics: per h5 dataset of STATISTICS, (valid count, sum, sum of
+    squares) per band, from its float32 arrays: (4, 3, bands) float64, NaN-padded to 10 bands."""
+    out = np.full((len(STATISTICS), 3, len(S2_BANDS)), np.nan)
+    for k, name in enumerate(STATISTICS):
+        data = arrays[name].astype(np.float64)
+        valid = ~np.isnan(data)
+        bands = data.shape[1]
+        out[k, 0, :bands] = valid.sum(axis=(0, 2, 3))
+        out[k, 1, :bands] = np.where(valid, data, 0).sum(axis=(0, 2, 3))
+        out[k, 2, :bands] = np.where(valid, data * data, 0).sum(axis=(0, 2, 3))
+    return out
+
+
+def band_statistics(out: Path, stems: list[str], written: dict[str, np.ndarray] | None = None) -> dict:
+    """Mean and std per band over the valid pixels of every complete tile: the shares of the tiles this run
+    wrote (`written`, stem -> `tile_sums`), the others' read back from their h5 files; added in stem order."""
     import h5py
 
+    written = written or {}
     sums: dict[str, list[np.ndarray]] = {}
     for stem in stems:
-        with h5py.File(tile_files(out, stem)["h5"], "r") as f:
-            for name in ("sen-2-data", "sen-2-masks", "sen-1-asc-data", "sen-1-des-data"):
-                data = f[name][()].astype(np.float64)
-                acc = sums.setdefault(name, [np.zeros(data.shape[1]) for _ in range(3)])
-                valid = ~np.isnan(data)
-                acc[0] += valid.sum(axis=(0, 2, 3))
-                acc[1] += np.where(valid, data, 0).sum(axis=(0, 2, 3))
-                acc[2] += np.where(valid, data * data, 0).sum(axis=(0, 2, 3))
+        if stem not in written:
+            with h5py.File(tile_files(out, stem)["h5"], "r") as f:
+                written[stem] = tile_sums({name: f[name][()] for name in STATISTICS})
+        for k, name in enumerate(STATISTICS):
+            share = written[stem][k][:, ~np.isnan(written[stem][k][0])]
+            acc = sums.setdefault(name, [np.zeros(share.shape[1]) for _ in range(3)])
+            for a, part in zip(acc, share):
+                a += part
     stats = {}
     for name, (n, s, s2) in sums.items():
         n = np.maximum(n, 1)
@@ -350,8 +372,9 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
     source, tiles, fingerprints, groups = plan_build(cfg, report, tally, source, progress)
     batches = [b for g in groups for b in split_group(g, cfg.batch_tiles)]
     specs = {name: read_spec(cfg.recipe, name) for name in SERIES}
+    shares: dict[str, np.ndarray] = {}  # each written tile's share of the band statistics
     read_batches(batches, run_unit, specs, cfg.workers, cfg.scheduler, tally,
-                 lambda batch: finish_group(batch, cfg, source, fingerprints, report), cfg.out, progress,
+                 lambda batch: finish_group(batch, cfg, source, fingerprints, report, shares), cfg.out, progress,
                  strict=cfg.strict)
     report.searches, report.units, report.blocks = tally.searches, tally.units, tally.blocks
     report.refused_items = tally.refused_items
@@ -362,7 +385,7 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
     labels = {f"{stem}.tif": source.labels[f"{stem}.tif"] for stem in complete if f"{stem}.tif" in source.labels}
     write_json(cfg.out / LABELS, labels, sort_keys=True)
     report.splits = write_splits(cfg.out, source, set(complete))
-    write_collection(cfg.out, complete, band_statistics(cfg.out, complete), cfg.recipe)
+    write_collection(cfg.out, complete, band_statistics(cfg.out, complete, shares), cfg.recipe)
     report.seconds = time.perf_counter() - t0
     write_json(cfg.out / REPORT, report.to_dict(), sort_keys=True)
     return report
