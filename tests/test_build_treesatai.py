@@ -653,3 +653,14 @@ def test_a_build_killed_mid_read_keeps_its_staged_reads_and_the_rerun_reads_only
     assert report.blocks.read < built[1].blocks.read  # the staged scenes were not read again
     assert not (cfg.out / STAGE).exists()  # removed once every batch is written
     assert tree_files(cfg.out) == tree_files(built[0])
+
+
+def test_tasks_mix_heavy_and_light_scenes_and_keep_local_reads_alone():
+    from omnisat_data.build.engine import Read, tasks
+
+    remote = [Read(Acquisition(f"i{k}", "p", "s2", dt.datetime(2022, 6, 1 + k, tzinfo=dt.UTC),
+                               (("B02", f"https://x/{k}.tif"),)), ()) for k in range(5)]
+    assert tasks(remote, [0, 1, 2, 3, 4], 2) == [[0, 2, 4], [1, 3]]  # dealt, not [0, 1, 2], [3, 4]
+    assert tasks(remote, list(range(5)), 1) == [[0, 1, 2, 3], [4]]
+    local = [Read(Acquisition("i", "p", "s2", dt.datetime(2022, 6, 1, tzinfo=dt.UTC), (("B02", "/x.tif"),)), ())] * 3
+    assert tasks(local, [0, 1, 2], 2) == [[0], [1], [2]]

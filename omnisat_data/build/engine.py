@@ -148,11 +148,20 @@ def scene_reads(batches: list[Batch], specs: dict | None = None, limit: int = RE
     return sorted(reads, key=lambda r: (r.members[0][0], r.source.sort_key))
 
 
-def _task_size(reads: list[Read], workers: int) -> int:
-    """Reads per task: several at once for remote scenes (their requests wait together), one for local files
-    (threads would only add their overhead); few reads are spread over every worker."""
-    remote = any(is_remote(h) for r in reads for _, h in r.source.assets)
-    return min(UNITS_PER_TASK, max(1, -(-len(reads) // max(workers, 1)))) if remote else 1
+def tasks(reads: list[Read], todo: list[int], workers: int) -> list[list[int]]:
+    """The reads `todo` (indices into `reads`) in tasks: several at once for remote scenes (their requests
+    wait together), one for local files (threads would only add their overhead); few reads are spread
+    over every worker. Each round of `workers` tasks is dealt in turn from the next reads, so that the
+    tasks of a round mix scenes (11 Sentinel-2 assets, 2 Sentinel-1) rather than stack the heavy ones."""
+    remote = any(is_remote(h) for k in todo for _, h in reads[k].source.assets)
+    workers = max(workers, 1)
+    size = min(UNITS_PER_TASK, max(1, -(-len(todo) // workers))) if remote else 1
+    out = []
+    for start in range(0, len(todo), size * workers):
+        round_ = todo[start : start + size * workers]
+        count = -(-len(round_) // size)
+        out.extend(round_[i::count] for i in range(count))
+    return out
 
 
 def read_batches(batches: list[Batch], unit: Callable, specs: dict, workers: int, scheduler: str | None,
@@ -246,8 +255,7 @@ def read_batches(batches: list[Batch], unit: Callable, specs: dict, workers: int
             record(k, True, (staged, BlockCount()))
     finish_ready()
     with executor(workers, scheduler) as pool:
-        size = _task_size([reads[k] for k in todo], workers)
-        chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+        chunks = tasks(reads, todo, workers)
         in_flight: dict[Future, list[int]] = {}
         queue = iter(chunks)
         limit = max(4, TASKS_PER_WORKER * max(workers, 1))
