@@ -126,8 +126,8 @@ def test_acquisitions_survive_the_plan_file_and_groups_restrict_to_pending_tiles
     assert kept.units == [Unit(acq, (1,)), Unit(back, (0,))] and kept.failed == {1: "why"}  # tile a's unit gone
 
 
-def test_groups_in_z_order_make_compact_waves():
-    # the engine reads consecutive groups together: in Z-order every 4 consecutive cells of a 4 x 4 lattice
+def test_groups_in_z_order_make_compact_patches():
+    # the engine writes batches in group order: in Z-order every 4 consecutive cells of a 4 x 4 lattice
     # aligned on 4 form a 2 x 2 square (sorted by column, a 1 x 4 strip); negative cell indices too
     from omnisat_data.build.plan import z_order
 

@@ -109,8 +109,9 @@ def group_tiles(
     tiles: list[Tile], group_size_m: float, window: Callable[[Tile], tuple[str, int | None]]
 ) -> list[Group]:
     """Tiles grouped by (time window, CRS, cell of `group_size_m`); `window(tile)` -> (interval, year).
-    Cells in Z-order: the engine reads consecutive groups together (a wave), and in Z-order a wave is a
-    compact patch of cells, sharing more blocks than a strip of them would."""
+    Cells in Z-order: the engine writes batches in group order as their scenes come back, and in Z-order
+    consecutive groups form compact patches, which share their scenes (so they complete together) more
+    than a strip of cells would."""
     cells: dict[tuple, list[Tile]] = {}
     for t in tiles:
         left, bottom, _, _ = t.vhr.bounds
