@@ -12,6 +12,7 @@ reads for the rerun, which reads only what is missing; a build that ran to its e
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -61,8 +62,10 @@ class Stage:
 
     @staticmethod
     def read_key(source, spec, unit) -> str:
-        """A read, whatever tiles it serves: the scene, how it is read, and the function reading it."""
-        text = json.dumps([source.to_dict(), repr(spec), f"{unit.__module__}.{unit.__qualname__}"], sort_keys=True)
+        """A read, whatever tiles it serves: the scene, what its values follow from (not how its bytes are
+        fetched: header size, timeout, concurrency), and the function reading it."""
+        values = dataclasses.replace(spec, header_bytes=0, timeout_s=0.0, concurrency=0)
+        text = json.dumps([source.to_dict(), repr(values), f"{unit.__module__}.{unit.__qualname__}"], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def put(self, read: str, tiles: Sequence[str], values: np.ndarray) -> Staged:
