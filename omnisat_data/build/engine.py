@@ -30,7 +30,7 @@ from omnisat_data.stac.items import ItemError
 
 from .plan import Group, Progress, ReadTally, Unit
 from .sentinel import BlockCount
-from .stage import Segment, Stage, load, tile_key
+from .stage import Segment, Stage, load, tile_id
 
 # Values one read may give (float32 estimate): a scene's reads for small tiles cover the whole build (6 x 6 px
 # TreeSatAI-TS tiles: 20 KB per tile and scene, so a whole Sentinel-1 scene's ~35,000 tiles stay far under it);
@@ -183,14 +183,14 @@ def read_batches(batches: list[Batch], unit: Callable, specs: dict, workers: int
     store = Stage(stage)
     reads = scene_reads(batches, specs)
     keys = [Stage.read_key(r.source, specs[r.source.series], unit) for r in reads]
-    known: dict[int, str] = {}  # each tile's stage name, made once (a tile is in hundreds of reads)
+    known: dict[int, int] = {}  # each tile's stage id, made once (a tile is in hundreds of reads)
 
-    def names(k: int) -> list[str]:
+    def ids(k: int) -> np.ndarray:
         tiles = reads[k].tiles(batches)
         for t in tiles:
             if id(t) not in known:
-                known[id(t)] = tile_key(t.name, t.sentinel)
-        return [known[id(t)] for t in tiles]
+                known[id(t)] = tile_id(t.name, t.sentinel)
+        return np.array([known[id(t)] for t in tiles], np.uint64)
 
     waiting = [0] * len(batches)  # reads not yet back, per batch
     for read in reads:
@@ -248,7 +248,7 @@ def read_batches(batches: list[Batch], unit: Callable, specs: dict, workers: int
 
     todo = []
     for k in range(len(reads)):
-        staged = store.find(keys[k], names(k))
+        staged = store.find(keys[k], ids(k))
         if staged is None:
             todo.append(k)
         else:  # read by a killed run of this build
@@ -280,7 +280,7 @@ def read_batches(batches: list[Batch], unit: Callable, specs: dict, workers: int
                 for k, (ok, result) in zip(chunk, outcomes):
                     if ok:
                         values, blocks = result
-                        result = (store.put(keys[k], names(k), values), blocks)
+                        result = (store.put(keys[k], ids(k), values), blocks)
                     record(k, ok, result)
             finish_ready()
             submit()

@@ -1,13 +1,13 @@
 """What the reads gave and the writers have not yet written, on disk: OUT/.staged-reads.
 
 The engine reads each scene once for every tile of the build it covers (build/engine.py), so a scene's
-values for thousands of tiles arrive long before those tiles' other dates: they wait here, one file per
-read (`.npy` of the unit's values, rows in the order of its tiles, and a `.json` naming the tiles),
-instead of in memory. Each file is written under a temporary name and renamed, the `.json` last, so a
-read is staged whole or not at all; a part is removed once every batch it serves is written, so the
-stage holds what is read and not yet written, not the whole build. A killed build leaves its staged
-reads for the rerun, which reads only what is missing; a build that ran to its end removes the folder
-(the build wrote it; nothing else is ever there).
+values for thousands of tiles arrive long before those tiles' other dates: they wait here instead of in
+memory, a part per read: `.npy` of the unit's values (rows in the order of its tiles), `.ids.npy` naming
+the tiles (64-bit hashes of name and grid), and a `.json` that marks the part whole. Each file is written
+under a temporary name and renamed, the `.json` last, so a read is staged whole or not at all. A part
+is removed once every batch it serves is written, so the stage holds what is read and not yet written,
+not the whole build. A killed build leaves its staged reads for the rerun, which reads only what is
+missing; a build that ran to its end removes the folder (the build wrote it; nothing else is ever there).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +50,10 @@ class Staged:
         return [Segment(self.parts[part[a]], row[a:b]) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
-def tile_key(name: str, grid) -> str:
-    """A tile as the stage knows it: its name and grid (a changed source grid is another tile)."""
-    return f"{name} {json.dumps(grid.to_dict(), sort_keys=True)}"
+def tile_id(name: str, grid) -> int:
+    """A tile as the stage knows it (a 64-bit hash): its name and grid (a changed source grid is another tile)."""
+    key = f"{name} {json.dumps(grid.to_dict(), sort_keys=True)}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
 
 
 class Stage:
@@ -68,43 +68,51 @@ class Stage:
         text = json.dumps([source.to_dict(), repr(values), f"{unit.__module__}.{unit.__qualname__}"], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
-    def put(self, read: str, tiles: Sequence[str], values: np.ndarray) -> Staged:
-        """Stage a read's values (rows in the order of `tiles`)."""
+    def put(self, read: str, tiles: np.ndarray, values: np.ndarray) -> Staged:
+        """Stage a read's values, rows in the order of `tiles` (`tile_ids`)."""
         folder = self.root / read
-        name = hashlib.sha256("\n".join(tiles).encode()).hexdigest()[:16]
+        name = hashlib.sha256(tiles.tobytes()).hexdigest()[:16]
         path = folder / f"{name}.npy"
-        with replacing(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(values), allow_pickle=False)
-        write_json(folder / f"{name}.json", {"tiles": list(tiles)})
+        for target, array in ((path, values), (folder / f"{name}.ids.npy", tiles)):
+            with replacing(target) as tmp, open(tmp, "wb") as f:
+                np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+        write_json(folder / f"{name}.json", {"tiles": len(tiles)})  # last: the part is whole
         return Staged((path,), np.zeros(len(tiles), np.int32), np.arange(len(tiles), dtype=np.int32))
 
-    def find(self, read: str, tiles: Sequence[str]) -> Staged | None:
-        """Where the stage holds each of `tiles` for this read (a killed run's parts), or None when it lacks
-        any of them."""
+    def find(self, read: str, tiles: np.ndarray) -> Staged | None:
+        """Where the stage holds each of `tiles` (`tile_ids`) for this read (a killed run's parts), or None
+        when it lacks any of them."""
         folder = self.root / read
         if not folder.is_dir():
             return None
         parts: list[Path] = []
-        where: dict[str, tuple[int, int]] = {}
+        ids: list[np.ndarray] = []
         for index in sorted(folder.glob("*.json")):
             path = index.with_suffix(".npy")
             try:
-                staged = json.loads(index.read_text())["tiles"]
-            except (ValueError, KeyError, OSError):
+                ids.append(np.load(path.with_suffix(".ids.npy"), allow_pickle=False))
+            except (OSError, ValueError):
                 continue
             if path.is_file():
                 parts.append(path)
-                for k, tile in enumerate(staged):
-                    where.setdefault(tile, (len(parts) - 1, k))
-        if not all(t in where for t in tiles):
+            else:
+                ids.pop()
+        if not parts:
             return None
-        found = np.array([where[t] for t in tiles], np.int32).reshape(-1, 2)
-        return Staged(tuple(parts), found[:, 0], found[:, 1])
+        staged = np.concatenate(ids)
+        part = np.concatenate([np.full(len(a), k, np.int32) for k, a in enumerate(ids)])
+        row = np.concatenate([np.arange(len(a), dtype=np.int32) for a in ids])
+        known, first = np.unique(staged, return_index=True)
+        at = np.minimum(np.searchsorted(known, tiles), len(known) - 1)
+        if not np.array_equal(known[at], tiles):
+            return None
+        return Staged(tuple(parts), part[first[at]], row[first[at]])
 
     def drop(self, path: Path) -> None:
         """A staged part no batch of this build needs any more (its index first: never half a part)."""
         path.with_suffix(".json").unlink(missing_ok=True)
         path.unlink(missing_ok=True)
+        path.with_suffix(".ids.npy").unlink(missing_ok=True)
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
