@@ -32,9 +32,9 @@ from .plan import Group, Progress, ReadTally, Unit
 from .sentinel import BlockCount
 from .stage import Segment, Stage, load, tile_id
 
-# Values one read may give (float32 estimate): a scene's reads for small tiles cover the whole build (6 x 6 px
-# TreeSatAI-TS tiles: 20 KB per tile and scene, so a whole Sentinel-1 scene's ~35,000 tiles stay far under it);
-# 128 x 128 px PASTIS patches are read in parts of ~300 patches, each part a compact patch of the area.
+# Values one read may give (float32 estimate): a scene's read for small tiles covers the whole build (6 x 6 px
+# TreeSatAI-TS tiles: 1.7 KB per tile and scene, so a whole Sentinel-1 scene's ~35,000 tiles are ~10 MB);
+# 128 x 128 px PASTIS patches (655 KB) are read in parts of ~400, each a compact patch of the area.
 READ_BYTES = 256 * 2**20
 # Units a worker runs at once, each in a thread of its own: while one waits on object storage (tens of ms
 # per request) the others' requests are in flight. The threads share the worker's reader threads
