@@ -20,7 +20,8 @@ one untimed build that brings the blocks into the page cache:
 
 Printed: tile-dates per second, requests, MB served, read amplification (bytes served / compressed bytes of
 the full-resolution blocks the tiles' windows intersect: the build's footprint minimum, the physical
-minimum), most requests in flight, peak resident memory of the largest process. `--check N`: the build's
+minimum), most requests in flight, peak resident memory of the largest process (and of the method's own
+process: the build's client). `--check N`: the build's
 Sentinel-2 values for N tiles against odc.stac.load per tile (bilinear, both), largest difference in DN.
 """
 
@@ -201,6 +202,7 @@ def child(method: str, world: Path, items: Path, out: Path, per_tile: int) -> No
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result["peak_rss_mb"] = max(own, workers) / 1024  # the largest process (KB on Linux)
+    result["client_rss_mb"] = own / 1024  # this process alone (the build's client, which writes the dataset)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -235,9 +237,10 @@ def physical_minimum(world: Path, out: Path, items: Path, distinct: bool = True)
     import rasterio
 
     from omnisat_data.build.plan import PLAN
-    from omnisat_data.build.sentinel import asset_method, block_bytes, footprint_blocks, tile_pixels, tile_windows
+    from omnisat_data.build.sentinel import asset_method, block_bytes, footprint_blocks, tile_pixels
     from omnisat_data.build.treesatai_ts import read_spec
     from omnisat_data.geo.grid import Grid
+    from omnisat_data.geo.resample import support
 
     recipe = recipe_for(items)
     grids = {t.name: t.sentinel for t in tiles_of(world)}
@@ -255,7 +258,7 @@ def physical_minimum(world: Path, out: Path, items: Path, distinct: bool = True)
                                          tuple(src.block_shapes[0]))
                 grid, block = layouts[path]
                 cols, rows = tile_pixels(grid, tiles)
-                windows = tile_windows(cols, rows, asset_method(spec, k), grid.shape)
+                windows = support(cols, rows, asset_method(spec, k), grid.shape)
                 if distinct:
                     needed.setdefault(path, set()).update(footprint_blocks(windows, block))
                 else:
@@ -326,7 +329,8 @@ def main() -> None:
                 print(f"{delay:>5g} ms {method:<15} {result['tile_dates']:>6} td {result['seconds']:>7.1f} s "
                       f"{result['tile_dates'] / result['seconds']:>7.1f} td/s {c.requests:>6} req "
                       f"{c.bytes_sent / 1e6:>7.0f} MB ampl {ampl} in flight {c.peak_in_flight:>3} "
-                      f"peak {result['peak_rss_mb']:>6.0f} MB", flush=True)
+                      f"peak {result['peak_rss_mb']:>6.0f} MB (this process {result['client_rss_mb']:.0f} MB)",
+                      flush=True)
                 if method == "ours-1" and delay == 0 and args.check:
                     check = check_values(args.world, items, out, args.check)
                     rows.append({"check_against_odc_per_tile_max_abs_dn": check})

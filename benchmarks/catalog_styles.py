@@ -23,10 +23,11 @@ import pystac
 import rasterio
 
 from omnisat_data.build.plan import PLAN
-from omnisat_data.build.sentinel import asset_method, footprint_blocks, tile_pixels, tile_windows
+from omnisat_data.build.sentinel import asset_method, footprint_blocks, tile_pixels
 from omnisat_data.build.treesatai_ts import BuildConfig, build_treesatai, read_spec
 from omnisat_data.formats.treesatai import read_treesatai
 from omnisat_data.geo.grid import Grid
+from omnisat_data.geo.resample import support
 from omnisat_data.recipe import SourceRecipe, load_recipe
 from omnisat_data.sim.serve.world import WorldServers
 from omnisat_data.sim.world.config import PRESETS
@@ -111,7 +112,7 @@ def jp2_footprint_minimum(world: Path, out: Path, recipe) -> tuple[int, int]:
                     grid = Grid(src.crs.to_string(), src.transform, (src.height, src.width))
                     block = tuple(src.block_shapes[0])
                 cols, rows = tile_pixels(grid, tuple(tiles))
-                needed = footprint_blocks(tile_windows(cols, rows, asset_method(spec, k), grid.shape), block)
+                needed = footprint_blocks(support(cols, rows, asset_method(spec, k), grid.shape), block)
                 sizes.setdefault(href, jp2_tile_bytes(path))
                 blocks += len(needed)
                 nbytes += sum(sizes[href][b] for b in needed)

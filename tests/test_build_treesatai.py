@@ -618,9 +618,9 @@ def test_a_scene_is_read_once_for_every_batch_that_needs_it():
     # 1,000 batches of one tile; the first scene covers the first 600 tiles, the others all of them
     batches = [Batch("2022", [tile], 2022, [Unit(s, (0,)) for s in scenes if b < 600 or s is not scenes[0]])
                for b in range(1000)]
-    reads = scene_reads(batches)
-    assert [(r.source.item_id, len(r.members)) for r in reads] == [("item-1", 1000), ("item-2", 1000), ("item-3", 600)]
     spec = ReadSpec(("B02",))  # 144 bytes of float32 per tile: 100 tiles fit in 14,400
+    reads = scene_reads(batches, {"s2": spec})
+    assert [(r.source.item_id, len(r.members)) for r in reads] == [("item-1", 1000), ("item-2", 1000), ("item-3", 600)]
     parts = scene_reads(batches, {"s2": spec}, limit=14_400)
     assert [len(r.members) for r in parts if r.source.item_id == "item-3"] == [100] * 6
     assert [r.members[0][0] for r in parts][:4] == [0, 0, 0, 100]  # in the order of the first batch served

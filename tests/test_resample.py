@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from omnisat_data.build.sentinel import footprint_blocks, plan_strips, tile_windows
+from omnisat_data.build.sentinel import footprint_blocks, plan_strips
 from omnisat_data.geo.grid import Grid
-from omnisat_data.geo.resample import Window, bilinear, centres_in, centres_of, nearest, sample, support
+from omnisat_data.geo.resample import bilinear, centres_in, centres_of, nearest, sample, support
 
 
 def test_bilinear_is_exact_on_centres_and_linear_between():
@@ -33,10 +33,31 @@ def test_nearest_takes_the_containing_pixel():
 
 
 def test_support_is_the_pixels_bilinear_touches():
-    c, r = np.array([[2.5, 3.2]]), np.array([[4.5, 4.7]])
-    assert support(c, r, "bilinear", (100, 100)) == Window(row=4, col=2, height=2, width=2)
-    assert support(c, r, "nearest", (100, 100)) == Window(row=4, col=2, height=1, width=2)
-    assert support(c + 500, r, "bilinear", (100, 100)) is None
+    c, r = np.array([[[2.5, 3.2]]]), np.array([[[4.5, 4.7]]])  # one tile of 1 x 2 points
+    assert support(c, r, "bilinear", (100, 100)).tolist() == [[4, 2, 6, 4]]
+    assert support(c, r, "nearest", (100, 100)).tolist() == [[4, 2, 5, 4]]
+    assert support(c + 500, r, "bilinear", (100, 100)).tolist() == [[0, 0, 0, 0]]  # outside: empty
+
+
+def test_support_is_the_box_of_every_pixel_the_method_reads():
+    """Against a brute force: the pixels bilinear (the two centres on each side) or nearest (the one holding
+    the point) reads for every point of a tile, inside the raster, and their bounding box. Tiles as the
+    builds make them: 6 x 6 lattices of pixel centres, up to a pixel apart, turned a little (a scene in
+    another UTM zone), anywhere over and across the raster's edges."""
+    rng = np.random.default_rng(0)
+    jj, ii = np.meshgrid(np.arange(6.0), np.arange(6.0))
+    angle, step = rng.uniform(-0.05, 0.05, (60, 1, 1)), rng.uniform(0.5, 1.0, (60, 1, 1))
+    x0, y0 = rng.uniform(-8, 44, (60, 1, 1)), rng.uniform(-8, 40, (60, 1, 1))
+    cols = x0 + step * (np.cos(angle) * jj - np.sin(angle) * ii)
+    rows = y0 + step * (np.sin(angle) * jj + np.cos(angle) * ii)
+    for method, offsets in (("bilinear", (0, 1)), ("nearest", (0,))):
+        shift = 0.5 if method == "bilinear" else 0.0
+        for i, got in enumerate(support(cols, rows, method, (37, 41)).tolist()):
+            r = [int(np.floor(v - shift)) + o for v in rows[i].ravel() for o in offsets]
+            c = [int(np.floor(v - shift)) + o for v in cols[i].ravel() for o in offsets]
+            r, c = [v for v in r if 0 <= v < 37], [v for v in c if 0 <= v < 41]
+            want = [min(r), min(c), max(r) + 1, max(c) + 1] if r and c else [0, 0, 0, 0]
+            assert got == want, (method, i)
 
 
 def test_tile_centres_land_on_scene_pixels_across_crs():
@@ -66,7 +87,7 @@ def _windows(*rects):
 ])
 def test_strips_read_each_needed_block_once_and_no_other(windows):
     block, shape = (128, 128), (1000, 1000)
-    strips = plan_strips(windows, block, shape)
+    strips = plan_strips(windows, footprint_blocks(windows, block), block, shape)
     read = _rect_blocks([r for s in strips for r in s.rects], block)
     assert sorted(read) == sorted(footprint_blocks(windows, block))  # each needed block once, no other
     inside = [i for i, w in enumerate(windows) if w[2] > w[0]]
@@ -79,21 +100,10 @@ def test_strips_read_each_needed_block_once_and_no_other(windows):
 
 
 def test_strips_span_short_blocks():
-    strips = plan_strips(_windows((3, 0, 4, 4), (300, 0, 4, 4)), (16, 512), (1000, 512))  # 16-row blocks
+    windows = _windows((3, 0, 4, 4), (300, 0, 4, 4))
+    strips = plan_strips(windows, footprint_blocks(windows, (16, 512)), (16, 512), (1000, 512))  # 16-row blocks
     assert [(s.top, s.bottom) for s in strips] == [(0, 256), (256, 512)]  # STRIP_ROWS at once, not 16
     assert [s.rects for s in strips] == [((0, 16, 0, 512),), ((288, 304, 0, 512),)]
-
-
-def test_tile_windows_follow_support():
-    rng = np.random.default_rng(0)
-    cols = rng.uniform(-3, 40, (50, 6, 6))
-    rows = rng.uniform(-3, 40, (50, 6, 6))
-    for method in ("bilinear", "nearest"):
-        windows = tile_windows(cols, rows, method, (37, 41))
-        for i in range(50):
-            w = support(cols[i], rows[i], method, (37, 41))
-            want = [0, 0, 0, 0] if w is None else [w.row, w.col, w.row + w.height, w.col + w.width]
-            assert windows[i].tolist() == want
 
 
 def test_strip_reads_give_what_sampling_the_whole_raster_gives(tmp_path, monkeypatch):
@@ -121,7 +131,7 @@ def test_strip_reads_give_what_sampling_the_whole_raster_gives(tmp_path, monkeyp
             values, count = sentinel._read_asset(src, grid, method, cols, rows)
             want = np.stack([sample(whole, cols[i], rows[i], method)[0] for i in range(60)])
             np.testing.assert_array_equal(values, want)
-            assert count.read == count.minimum == len(footprint_blocks(tile_windows(cols, rows, method, (150, 170)),
+            assert count.read == count.minimum == len(footprint_blocks(support(cols, rows, method, (150, 170)),
                                                                         (16, 16)))
 
 

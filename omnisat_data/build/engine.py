@@ -124,7 +124,7 @@ def _tile_bytes(tile: Tile, spec) -> int:
     return 4 * (len(spec.bands) + masks) * tile.sentinel.shape[0] * tile.sentinel.shape[1]
 
 
-def scene_reads(batches: list[Batch], specs: dict | None = None, limit: int = READ_BYTES) -> list[Read]:
+def scene_reads(batches: list[Batch], specs: dict, limit: int = READ_BYTES) -> list[Read]:
     """One read per scene for all the batches' units that need it, so a block that tiles anywhere in the
     build share is fetched and inflated once; a read whose values would pass `limit` bytes (float32, by
     `specs[series]`) is cut, in batch order, into parts under it. Reads come in the order of the first
@@ -138,7 +138,7 @@ def scene_reads(batches: list[Batch], specs: dict | None = None, limit: int = RE
         part: list[tuple[int, Unit]] = []
         held = 0
         for b, unit in served:
-            size = len(unit.tiles) * _tile_bytes(batches[b].tiles[unit.tiles[0]], specs[source.series]) if specs else 0
+            size = len(unit.tiles) * _tile_bytes(batches[b].tiles[unit.tiles[0]], specs[source.series])
             if part and held + size > limit:
                 reads.append(Read(source, tuple(part)))
                 part, held = [], 0
@@ -213,10 +213,11 @@ def read_batches(batches: list[Batch], unit: Callable, specs: dict, workers: int
                 placed[(b, acq)] = staged.segments(start, start + len(u.tiles))
                 for path in {s.path for s in placed[(b, acq)]}:
                     users[path] = users.get(path, 0) + 1
-            for i in [] if ok else u.tiles:
-                if strict:
+            elif strict:
+                for i in u.tiles:
                     batch.failed.setdefault(i, result)
-                else:
+            else:
+                for i in u.tiles:
                     batch.lost.setdefault(i, []).append({"item": acq.item_id, "product": acq.product,
                                                          "series": acq.series, "reason": result})
             start += len(u.tiles)

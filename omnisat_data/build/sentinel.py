@@ -15,7 +15,7 @@ import rasterio
 import rasterio.windows
 
 from omnisat_data.geo.grid import Grid, crs_string
-from omnisat_data.geo.resample import centres_of, sample
+from omnisat_data.geo.resample import centres_of, sample, support
 from omnisat_data.io.paths import without_queries
 from omnisat_data.io.workers import thread_pool
 from omnisat_data.stac.acquisitions import Acquisition, is_remote, signed
@@ -66,24 +66,6 @@ class BlockCount:
         return BlockCount(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
 
-def tile_windows(cols: np.ndarray, rows: np.ndarray, method: str, shape: tuple[int, int]) -> np.ndarray:
-    """(n_tiles, 4) int64 [row0, col0, row1, col1): per tile, the source pixels `method` needs at its pixel
-    centres (`tile_pixels`, each (n_tiles, H, W)), clipped to the raster; empty (row1 <= row0) outside it.
-    The rule of `geo.resample.support`, for every tile at once."""
-    c_min, c_max = cols.min(axis=(1, 2)), cols.max(axis=(1, 2))
-    r_min, r_max = rows.min(axis=(1, 2)), rows.max(axis=(1, 2))
-    if method == "nearest":
-        c0, c1, r0, r1 = np.floor(c_min), np.floor(c_max) + 1, np.floor(r_min), np.floor(r_max) + 1
-    else:  # bilinear: the pixel centres on either side of every point
-        c0, c1 = np.floor(c_min - 0.5), np.floor(c_max - 0.5) + 2
-        r0, r1 = np.floor(r_min - 0.5), np.floor(r_max - 0.5) + 2
-    out = np.stack([np.clip(r0, 0, shape[0]), np.clip(c0, 0, shape[1]),
-                    np.clip(r1, 0, shape[0]), np.clip(c1, 0, shape[1])], axis=1).astype(np.int64)
-    empty = (out[:, 2] <= out[:, 0]) | (out[:, 3] <= out[:, 1])
-    out[empty] = 0
-    return out
-
-
 def _block_rects(windows: np.ndarray, block: tuple[int, int]) -> np.ndarray:
     """(n, 4) [block row0, block col0, block row1, block col1] (inclusive) of non-empty windows."""
     bh, bw = block
@@ -112,13 +94,14 @@ class Strip:
     keep: int
 
 
-def plan_strips(windows: np.ndarray, block: tuple[int, int], shape: tuple[int, int]) -> list[Strip]:
-    """How to read an asset for these tile windows so that each needed block is read once and no other:
-    strips of whole block rows (at least STRIP_ROWS rows), top to bottom, each holding the tiles whose
-    window ends in it; the rows a tile shares with the strip above are kept from it, not read again."""
+def plan_strips(windows: np.ndarray, needed: set[tuple[int, int]], block: tuple[int, int],
+                shape: tuple[int, int]) -> list[Strip]:
+    """How to read an asset for these tile windows (`geo.resample.support`) and the blocks they need
+    (`footprint_blocks`) so that each needed block is read once and no other: strips of whole block rows
+    (at least STRIP_ROWS rows), top to bottom, each holding the tiles whose window ends in it; the rows a
+    tile shares with the strip above are kept from it, not read again."""
     bh, bw = block
     step = bh * max(1, -(-STRIP_ROWS // bh))
-    needed = footprint_blocks(windows, block)
     by_strip: dict[int, dict[int, list[int]]] = {}  # strip -> block row -> needed block columns
     for r, c in needed:
         by_strip.setdefault(r * bh // step, {}).setdefault(r, []).append(c)
@@ -172,11 +155,11 @@ def _read_asset(src, source: Grid, method: str, cols: np.ndarray, rows: np.ndarr
     is held in the file's own type, and every tile ending in it is sampled at once."""
     shape = source.shape
     block = tuple(src.block_shapes[0])
-    windows = tile_windows(cols, rows, method, shape)
+    windows = support(cols, rows, method, shape)
     out = np.full(cols.shape, np.nan)
     nodata = src.nodata if src.nodata is not None else nodata
     needed = footprint_blocks(windows, block)
-    strips = plan_strips(windows, block, shape)
+    strips = plan_strips(windows, needed, block, shape)
     rects = [rect for strip in strips for rect in strip.rects]
     if rects:
         left, right = min(r[2] for r in rects), max(r[3] for r in rects)

@@ -186,7 +186,7 @@ def manifest_item(out: Path, tile: Tile, files: dict[str, Path], aerial: Path, s
 
 
 def finish_group(group: Batch, cfg: BuildConfig, source: TreeSatSource, fingerprints: dict[str, str],
-                 report: BuildReport, shares: dict[str, np.ndarray]) -> None:
+                 report: BuildReport, shares: dict[str, dict]) -> None:
     for i, tile in enumerate(group.tiles):
         if i in group.failed:
             report.failed[tile.name] = group.failed[i]
@@ -250,35 +250,32 @@ def write_splits(out: Path, source: TreeSatSource, complete: set[str]) -> dict[s
 STATISTICS = ("sen-2-data", "sen-2-masks", "sen-1-asc-data", "sen-1-des-data")
 
 
-def tile_sums(arrays: dict[str, np.ndarray]) -> np.ndarray:
+def tile_sums(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """One tile's share of the band statistics: per h5 dataset of STATISTICS, (valid count, sum, sum of
-    squares) per band, from its float32 arrays: (4, 3, bands) float64, NaN-padded to 10 bands."""
-    out = np.full((len(STATISTICS), 3, len(S2_BANDS)), np.nan)
-    for k, name in enumerate(STATISTICS):
+    squares) per band, (3, bands) float64 from its float32 arrays."""
+    out = {}
+    for name in STATISTICS:
         data = arrays[name].astype(np.float64)
         valid = ~np.isnan(data)
-        bands = data.shape[1]
-        out[k, 0, :bands] = valid.sum(axis=(0, 2, 3))
-        out[k, 1, :bands] = np.where(valid, data, 0).sum(axis=(0, 2, 3))
-        out[k, 2, :bands] = np.where(valid, data * data, 0).sum(axis=(0, 2, 3))
+        out[name] = np.stack([valid.sum(axis=(0, 2, 3)), np.where(valid, data, 0).sum(axis=(0, 2, 3)),
+                              np.where(valid, data * data, 0).sum(axis=(0, 2, 3))])
     return out
 
 
-def band_statistics(out: Path, stems: list[str], written: dict[str, np.ndarray] | None = None) -> dict:
+def band_statistics(out: Path, stems: list[str], written: dict[str, dict] | None = None) -> dict:
     """Mean and std per band over the valid pixels of every complete tile: the shares of the tiles this run
     wrote (`written`, stem -> `tile_sums`), the others' read back from their h5 files; added in stem order."""
     import h5py
 
-    written = written or {}
     sums: dict[str, list[np.ndarray]] = {}
     for stem in stems:
-        if stem not in written:
+        share = (written or {}).get(stem)
+        if share is None:
             with h5py.File(tile_files(out, stem)["h5"], "r") as f:
-                written[stem] = tile_sums({name: f[name][()] for name in STATISTICS})
-        for k, name in enumerate(STATISTICS):
-            share = written[stem][k][:, ~np.isnan(written[stem][k][0])]
-            acc = sums.setdefault(name, [np.zeros(share.shape[1]) for _ in range(3)])
-            for a, part in zip(acc, share):
+                share = tile_sums({name: f[name][()] for name in STATISTICS})
+        for name, parts in share.items():
+            acc = sums.setdefault(name, [np.zeros(parts.shape[1]) for _ in range(3)])
+            for a, part in zip(acc, parts):
                 a += part
     stats = {}
     for name, (n, s, s2) in sums.items():
@@ -372,7 +369,7 @@ def build_treesatai(cfg: BuildConfig, progress: Progress | None = None, source: 
     source, tiles, fingerprints, groups = plan_build(cfg, report, tally, source, progress)
     batches = [b for g in groups for b in split_group(g, cfg.batch_tiles)]
     specs = {name: read_spec(cfg.recipe, name) for name in SERIES}
-    shares: dict[str, np.ndarray] = {}  # each written tile's share of the band statistics
+    shares: dict[str, dict] = {}  # each written tile's share of the band statistics
     read_batches(batches, run_unit, specs, cfg.workers, cfg.scheduler, tally,
                  lambda batch: finish_group(batch, cfg, source, fingerprints, report, shares), cfg.out, progress,
                  strict=cfg.strict)

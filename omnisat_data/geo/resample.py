@@ -54,30 +54,22 @@ class Window:
     height: int
     width: int
 
-    def union(self, other: Window) -> Window:
-        r0, c0 = min(self.row, other.row), min(self.col, other.col)
-        r1 = max(self.row + self.height, other.row + other.height)
-        c1 = max(self.col + self.width, other.col + other.width)
-        return Window(r0, c0, r1 - r0, c1 - c0)
 
-    @property
-    def size(self) -> int:
-        return self.height * self.width
-
-
-def support(cols: np.ndarray, rows: np.ndarray, method: str, shape: tuple[int, int]) -> Window | None:
-    """The source pixels that `method` needs for these points, clipped to the raster; None if outside."""
+def support(cols: np.ndarray, rows: np.ndarray, method: str, shape: tuple[int, int]) -> np.ndarray:
+    """The source pixels `method` needs at each point set: for cols, rows of shape (n, H, W) (n tiles'
+    pixel centres as fractional pixels of the raster), an (n, 4) int64 array [row0, col0, row1, col1),
+    clipped to the raster of `shape`; all zeros (empty) for a tile outside it."""
+    c_min, c_max = cols.min(axis=(1, 2)), cols.max(axis=(1, 2))
+    r_min, r_max = rows.min(axis=(1, 2)), rows.max(axis=(1, 2))
     if method == "nearest":
-        c0, c1 = np.floor(cols.min()), np.floor(cols.max()) + 1
-        r0, r1 = np.floor(rows.min()), np.floor(rows.max()) + 1
+        c0, c1, r0, r1 = np.floor(c_min), np.floor(c_max) + 1, np.floor(r_min), np.floor(r_max) + 1
     else:  # bilinear: the pixel centres on either side of every point
-        c0, c1 = np.floor(cols.min() - 0.5), np.floor(cols.max() - 0.5) + 2
-        r0, r1 = np.floor(rows.min() - 0.5), np.floor(rows.max() - 0.5) + 2
-    r0, c0 = max(int(r0), 0), max(int(c0), 0)
-    r1, c1 = min(int(r1), shape[0]), min(int(c1), shape[1])
-    if r1 <= r0 or c1 <= c0:
-        return None
-    return Window(r0, c0, r1 - r0, c1 - c0)
+        c0, c1 = np.floor(c_min - 0.5), np.floor(c_max - 0.5) + 2
+        r0, r1 = np.floor(r_min - 0.5), np.floor(r_max - 0.5) + 2
+    out = np.stack([np.clip(r0, 0, shape[0]), np.clip(c0, 0, shape[1]),
+                    np.clip(r1, 0, shape[0]), np.clip(c1, 0, shape[1])], axis=1).astype(np.int64)
+    out[(out[:, 2] <= out[:, 0]) | (out[:, 3] <= out[:, 1])] = 0
+    return out
 
 
 def _take(data: np.ndarray, r: np.ndarray, c: np.ndarray, nodata: float | None = None) -> np.ndarray:
